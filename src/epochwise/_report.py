@@ -1,0 +1,111 @@
+"""Text a person reads: the run plan before training, and number formats shared by the logger."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def verbosity(verbose: Any) -> int:
+    """F5: "auto" is 1; 0 silent, 1 progress bar, 2 one line per epoch."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
+def fmt_value(value: float) -> str:
+    """B3's format (``%.4f``, or ``%.4e`` for |v| <= 1e-3), with abs also for negatives (§14)."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return str(value)
+    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
+
+
+def fmt_step_time(seconds: float) -> str:
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+def fmt_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}:{s % 60:02d}"
+    return f"{s // 3600}:{(s % 3600) // 60:02d}:{s % 60:02d}"
+
+
+def fmt_logs(logs: dict[str, float]) -> str:
+    return "".join(f" - {k}: {fmt_value(v)}" for k, v in logs.items() if isinstance(v, (int, float)))
+
+
+def run_plan(
+    *,
+    n_train: int | None,
+    n_val: int | None,
+    batch_size: int | None,
+    steps: int | None,
+    epochs: int,
+    initial_epoch: int,
+    device: Any,
+    loss: str,
+    steps_given: bool,
+) -> str:
+    """Batch, iteration and epoch for this run, in one or two lines.
+
+    ``Train on 55,000 samples, validate on 5,000 | batch 5,000 -> 11 iterations/epoch | 100 epochs ->
+    1,100 iterations | cpu | loss sparse_categorical_crossentropy (from logits)``
+    """
+    what = (
+        f"Train on {n_train:,} samples" if n_train is not None else "Train on batches from the given source"
+    )
+    if n_val is not None:
+        what += f", validate on {n_val:,}"
+    parts = [what]
+    if steps is not None:
+        per = (
+            f"batch {batch_size:,} -> {steps:,} iterations/epoch"
+            if batch_size
+            else f"{steps:,} iterations/epoch"
+        )
+    else:
+        per = (
+            f"batch {batch_size:,} -> iterations/epoch unknown until the first epoch ends"
+            if batch_size
+            else ("iterations/epoch unknown until the first epoch ends")
+        )
+    parts.append(per)
+    n_epochs = max(epochs - initial_epoch, 0)
+    span = (
+        f"{n_epochs:,} epochs"
+        if initial_epoch == 0
+        else f"epochs {initial_epoch + 1}-{epochs} ({n_epochs:,} epochs)"
+    )
+    parts.append(f"{span} -> {n_epochs * steps:,} iterations" if steps is not None else span)
+    parts.append(str(device))
+    parts.append(loss)
+    lines = [" | ".join(parts)]
+    if n_train is not None and batch_size and not steps_given:
+        full, rest = divmod(n_train, batch_size)
+        if rest:
+            lines.append(
+                f"  {n_train:,} = {full:,} x {batch_size:,} + {rest:,}: the last batch of each epoch holds "
+                f"{rest:,} samples and counts at that size"
+            )
+    if steps_given and n_train is not None and batch_size and steps is not None:
+        available = math.ceil(n_train / batch_size)
+        if steps > available:
+            lines.append(
+                f"  steps_per_epoch={steps} is more than the {available} batches the data holds: "
+                "each epoch stops when the data runs out"
+            )
+        elif steps < available:
+            lines.append(
+                f"  steps_per_epoch={steps} of {available} batches: an epoch does not see all the data; "
+                "the next epoch continues where the last one stopped"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""ModelCheckpoint: save the model (or only its weights) during training (MC1-MC10)."""
+
+from __future__ import annotations
+
+import os
+import string
+from numbers import Integral
+from typing import Any
+
+from ._monitor import MonitorCallback, check_verbose, did_you_mean, format_value
+
+__all__ = ["ModelCheckpoint"]
+
+_KERAS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
+
+
+def _check_filepath(filepath: Any, save_weights_only: bool) -> str:
+    """MC2 for PyTorch files: ``.pt``, or ``.safetensors`` for weights only; a valid named template."""
+    path = os.fspath(filepath)
+    lower, head = path.lower(), f"ModelCheckpoint(filepath={path!r})"
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(path) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"{head}: not a valid template ({exc}); write a literal brace as '{{{{'") from None
+    if any(f == "" or f.isdigit() for f in fields):
+        raise ValueError(f"{head}: use named placeholders such as {{epoch:02d}} or {{val_loss:.4f}}")
+    if lower.endswith(".pt") or (lower.endswith(".safetensors") and save_weights_only):
+        return path
+    if lower.endswith(".safetensors"):
+        raise ValueError(
+            f"{head} with save_weights_only=False: a .safetensors file holds weights only, not the optimizer "
+            f"state of a full checkpoint. Use {path[:-12] + '.pt'!r}, or pass save_weights_only=True."
+        )
+    suffix = next((s for s in _KERAS_SUFFIXES if lower.endswith(s)), None)
+    if suffix is not None:
+        kind = "Keras archive" if suffix == ".keras" else "Keras HDF5"
+        raise ValueError(
+            f"{path!r} is a {kind} name; epochwise writes PyTorch files: use {path[: -len(suffix)] + '.pt'!r} "
+            "(or .safetensors with save_weights_only=True)"
+        )
+    stem, ext = os.path.splitext(path)
+    stem = path if "}" in ext else stem
+    raise ValueError(
+        f"{head}: the file name must end in '.pt' (or '.safetensors' with save_weights_only=True), "
+        f"e.g. {stem + '.pt'!r}"
+    )
+
+
+class ModelCheckpoint(MonitorCallback):
+    """Save the model at the end of every epoch, every ``save_freq`` batches, or when it improves.
+
+    ``filepath`` may hold ``str.format`` placeholders: ``{epoch}`` (1-based), ``{batch}`` (1-based, with
+    an integer ``save_freq``) and any logged value, e.g. ``"ckpt/best-{epoch:02d}-{val_loss:.4f}.pt"``.
+    A ``.pt`` file holds the weights (``save_weights_only=True``) or a ``model.save`` checkpoint whose
+    extra is ``{"epoch": epochs completed}`` (plus ``"batch"``: batches done since, for batch-level
+    saves); ``.safetensors`` holds weights only. With ``save_best_only`` a file is written only when
+    ``monitor`` strictly improves on ``best``, which starts at ``initial_value_threshold`` (if None,
+    ``best`` resets at every fit).
+
+    Example::
+
+        ckpt = ew.callbacks.ModelCheckpoint("best-model.pt", monitor="val_loss", save_best_only=True)
+        model.fit(x, y, epochs=20, validation_split=0.2, callbacks=[ckpt])
+        model.load_weights("best-model.pt")
+    """
+
+    skip_note = "no checkpoint is saved"
+
+    def __init__(
+        self,
+        filepath: str | os.PathLike,
+        monitor: str = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        mode: str = "auto",
+        save_freq: str | int = "epoch",
+        initial_value_threshold: float | None = None,
+    ) -> None:
+        super().__init__(monitor, mode, 0.0, initial_value_threshold)  # MC6: min_delta is 0
+        self.save_weights_only = bool(save_weights_only)
+        self.filepath = _check_filepath(filepath, self.save_weights_only)
+        self.verbose = check_verbose("ModelCheckpoint", verbose)
+        self.save_best_only = bool(save_best_only)
+        if save_freq != "epoch" and (
+            isinstance(save_freq, bool) or not isinstance(save_freq, Integral) or save_freq < 1
+        ):
+            raise ValueError(
+                f"ModelCheckpoint(save_freq={save_freq!r}): save_freq must be 'epoch' or a positive number of "
+                f"batches.{did_you_mean(save_freq, ['epoch'])}"
+            )
+        self.save_freq = save_freq
+        if save_freq != "epoch":
+            if self.save_best_only and monitor.startswith("val_"):  # MC8 fix, keras-team/keras#16734
+                raise ValueError(
+                    f"ModelCheckpoint(monitor={monitor!r}, save_freq={save_freq}, save_best_only=True): batch-level "
+                    "logs never hold validation values, so no checkpoint would ever be saved. Monitor a training "
+                    "key such as 'loss', or use save_freq='epoch'."
+                )
+            self.on_train_batch_end = self._on_batch_end  # only now does the loop need batch logs
+        self.initial_value_threshold = self.baseline
+        self.best: float | None = self.baseline  # MC7
+        self._batches_seen, self._current_epoch = 0, 0  # batch-level counters persist across fits (C3)
+        self._saves, self._last_path, self._best_epoch = 0, None, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("best", "direction", "_batches_seen", "_current_epoch")}
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not self._take_resume() and self.initial_value_threshold is None:
+            self.best = None  # MC7 fix: a reused instance does not compare against the last fit's best
+        self._saves, self._last_path, self._best_epoch = 0, None, None
+        if self.save_best_only:  # MC8 fix: direction resolved now, not at the first epoch end
+            self.check_monitor(batch_level=self.save_freq != "epoch")
+        if "{" not in self.filepath:
+            self._check_not_dir(self.filepath)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._current_epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.save_freq == "epoch":  # MC4
+            self._save(epoch, None, logs or {})
+
+    def _on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._batches_seen += 1  # MC4: counted across epoch boundaries
+        if self._batches_seen >= self.save_freq:
+            self._batches_seen = 0
+            self._save(self._current_epoch, batch, logs or {})
+
+    def _say(self, epoch: int, text: str) -> None:
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: {text}")  # MC10
+
+    def _save(self, epoch: int, batch: int | None, logs: dict) -> None:
+        where = f"epoch {epoch + 1}" if batch is None else f"batch {batch + 1} of epoch {epoch + 1}"
+        if self.save_best_only:
+            current = self.monitor_value(logs, where)  # MC6 fix: missing -> skip and warn once
+            if current is None:
+                return
+            if not self.is_improvement(current, self.best):
+                self._say(epoch, f"{self.monitor} did not improve from {self.best:.5f}")
+                return
+            path = self._format(epoch, batch, logs)
+            previous = "None" if self.best is None else f"{self.best:.5f}"
+            self._say(
+                epoch, f"{self.monitor} improved from {previous} to {current:.5f}, saving model to {path}"
+            )
+            self.best, self._best_epoch = current, epoch
+        else:
+            path = self._format(epoch, batch, logs)
+            self._say(epoch, f"saving model to {path}")
+        self._write(path, epoch, batch)
+        self._say(epoch, f"finished saving model to {path}")
+
+    def _format(self, epoch: int, batch: int | None, logs: dict) -> str:
+        values = {**logs, "epoch": epoch + 1}  # MC3: 1-based
+        if batch is not None:
+            values.setdefault("batch", batch + 1)
+        try:
+            return self.filepath.format(**values)
+        except KeyError as exc:
+            level = "batch-level logs (which never hold val_*)" if batch is not None else "epoch-end logs"
+            hint = " {batch} exists only with an integer save_freq." if exc.args[0] == "batch" else ""
+            raise KeyError(
+                f'Failed to format this callback filepath: "{self.filepath}": the {level} of epoch {epoch + 1} have no '
+                f"value for {{{exc.args[0]}}}. Available: {sorted(values)}.{hint}"
+            ) from None
+
+    def _check_not_dir(self, path: str) -> None:
+        if os.path.isdir(path):  # MC9
+            raise IsADirectoryError(
+                f"ModelCheckpoint: {path!r} is an existing directory; give a file path such as "
+                f"{os.path.join(path, 'model.pt')!r}"
+            )
+
+    def _write(self, path: str, epoch: int, batch: int | None) -> None:
+        self._check_not_dir(path)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # MC9
+        if self.save_weights_only or path.lower().endswith(".safetensors"):
+            self.model.save_weights(path)
+        else:
+            extra = {"epoch": epoch + 1} if batch is None else {"epoch": epoch, "batch": batch + 1}
+            self.model.save(path, extra=extra)
+        self._saves += 1
+        self._last_path = path
+
+    def summary(self) -> str | None:
+        if not self._saves:
+            return None
+        if self.save_best_only:
+            return (
+                f"best model saved to {self._last_path} ({self.monitor} {format_value(self.best)} "
+                f"at epoch {self._best_epoch + 1})"
+            )
+        return f"model saved {self._saves} times, last to {self._last_path}"

@@ -1,0 +1,496 @@
+"""Model: Keras's compile / fit / evaluate / predict around any ``torch.nn.Module``."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import torch
+
+from . import _data, _io, _loop, _report
+from . import losses as losses_mod
+from . import metrics as metrics_mod
+from . import optimizers as optimizers_mod
+from .callbacks.callback_list import CallbackList
+from .callbacks.history import History
+from .callbacks.progbar_logger import ProgbarLogger
+
+__all__ = ["Model"]
+
+
+class _DefaultTrue:
+    """The default of ``shuffle``: true, but distinguishable from a ``True`` the user passed (§14, F9)."""
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "True"
+
+
+_SHUFFLE_DEFAULT: Any = _DefaultTrue()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from err
+
+
+def _positive_int(value: Any, name: str, *, allow_none: bool = True, minimum: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {bound}{' or None' if allow_none else ''}, got {value!r}")
+
+
+class Model:
+    """Wraps a ``torch.nn.Module`` with the Keras training API.
+
+    Example::
+
+        model = ew.Model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        history = model.fit(x, y, batch_size=32, epochs=10, validation_split=0.2)
+
+    ``model.module`` is always the module you passed in (never a wrapper), so its ``state_dict`` keys
+    never change. ``device="auto"`` picks cuda, then mps, then cpu; ``seed`` makes the data order and
+    dropout reproducible.
+    """
+
+    def __init__(
+        self, module: torch.nn.Module, *, device: str | torch.device = "auto", seed: int | None = None
+    ) -> None:
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"Model needs a torch.nn.Module, got {type(module).__name__}")
+        self.module = module
+        self.device = resolve_device(device)
+        self.module.to(self.device)
+        self.seed = seed
+        self.optimizer: optimizers_mod.Optimizer | None = None
+        self.loss: Any = None
+        self._loss: Any = None
+        self._metrics: list[Any] = []
+        self._weighted_metrics: list[Any] = []
+        self._loss_note = ""
+        self._decided_logits = False
+        self.history: History | None = None
+        self.stop_training = False
+        self.expected_log_keys: list[str] | None = None
+
+    # --- compile ------------------------------------------------------------------------------
+    def compile(
+        self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None, weighted_metrics: Any = None
+    ) -> None:
+        """Choose the optimizer, the loss and the metrics, by Keras name or as objects.
+
+        Example: ``model.compile(optimizer=ew.optimizers.Adam(learning_rate=0.005),
+        loss="sparse_categorical_crossentropy", metrics=["accuracy"])``
+        """
+        if loss is None:
+            raise ValueError(
+                "compile() needs a loss, e.g. loss='sparse_categorical_crossentropy' or loss=torch.nn.MSELoss()"
+            )
+        opt = optimizers_mod.get(optimizer)
+        if not opt.built:
+            opt.build(self.module.parameters())
+        else:
+            own = {id(p) for p in self.module.parameters()}
+            used = [p for g in opt.torch_optimizer.param_groups for p in g["params"]]
+            if used and not any(id(p) in own for p in used):
+                raise ValueError(
+                    "the torch optimizer passed to compile() updates none of this module's parameters; "
+                    "create it with model.module.parameters(), or pass a name such as optimizer='adam'"
+                )
+        self.optimizer = opt
+        self._loss = losses_mod.get(loss)
+        self.loss = self._loss
+        from_logits, reason = losses_mod.infer_from_logits(self.module)
+        self._decided_logits = False
+        if getattr(self._loss, "from_logits", "absent") is None:
+            self._loss.from_logits = from_logits
+            self._decided_logits = True
+            self._loss_note = "from logits" if from_logits else "probabilities"
+            self._loss_reason = reason
+        elif hasattr(self._loss, "from_logits"):
+            from_logits = bool(self._loss.from_logits)
+            self._loss_note = "from logits" if from_logits else "probabilities"
+        else:
+            self._loss_note = ""
+        self._metrics = metrics_mod.get_list(metrics, from_logits=from_logits)
+        weighted = metrics_mod.get_list(weighted_metrics, from_logits=from_logits)
+        plain_names = {m.name for m in self._metrics}
+        for m in weighted:  # G5: a name in both lists becomes weighted_<name>
+            if m.name in plain_names:
+                m.name = f"weighted_{m.name}"
+        self._weighted_metrics = weighted
+
+    @property
+    def compiled(self) -> bool:
+        return self._loss is not None
+
+    @property
+    def compiled_metrics(self) -> list[Any]:
+        return self._metrics + self._weighted_metrics
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return ["loss"] + [m.name for m in self.compiled_metrics]
+
+    def _require_compiled(self, what: str) -> None:
+        if not self.compiled:
+            raise ValueError(f"call model.compile(optimizer=..., loss=...) before model.{what}()")  # F17
+
+    # --- fit ----------------------------------------------------------------------------------
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: int | str = "auto",
+        callbacks: Any = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool | str = _SHUFFLE_DEFAULT,
+        class_weight: dict | None = None,
+        sample_weight: Any = None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq: int | list[int] = 1,
+        *,
+        seed: int | None = None,
+        check_finite: bool = True,
+    ) -> History:
+        """Train for ``epochs`` (an end index: epochs ``initial_epoch .. epochs-1`` run, F4).
+
+        Every argument is checked before the first training step; see ``docs/keras-compatibility.md``
+        for where epochwise differs from Keras on purpose.
+        """
+        self._require_compiled("fit")
+        level = _report.verbosity(verbose)
+        _positive_int(batch_size, "batch_size")
+        _positive_int(epochs, "epochs", allow_none=False, minimum=0)
+        _positive_int(initial_epoch, "initial_epoch", allow_none=False, minimum=0)
+        _positive_int(steps_per_epoch, "steps_per_epoch")
+        _positive_int(validation_steps, "validation_steps")
+        _positive_int(validation_batch_size, "validation_batch_size")
+        _check_validation_freq(validation_freq)
+        if shuffle not in (True, False, "batch") and not isinstance(shuffle, _DefaultTrue):
+            raise ValueError(f"shuffle must be True, False or 'batch', got {shuffle!r}")
+        if (
+            isinstance(validation_split, bool)
+            or not isinstance(validation_split, (int, float))
+            or not (validation_split == 0 or 0 < validation_split < 1)
+        ):
+            raise ValueError(
+                f"validation_split must be a fraction strictly between 0 and 1, got {validation_split!r}"
+            )
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError(
+                "pass class_weight or sample_weight, not both: fold the class weights into sample_weight"
+            )
+        if class_weight is not None and not isinstance(class_weight, dict):
+            raise ValueError(
+                f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}"
+            )
+        if x is None:
+            raise ValueError(
+                "fit() needs training data: x (and y), a Dataset, a DataLoader or an iterable of batches"
+            )
+
+        generator = self._generator(seed)
+        array_input = _data.is_array_input(x)
+        n_val = None
+        if array_input:
+            if y is None:
+                raise ValueError("fit() got x as arrays but no y; pass the targets as y=...")
+            train = _data.ArrayData(x, y, sample_weight)
+            val_arrays = None
+            if validation_split and validation_data is None:
+                train, val_arrays = train.split_tail(float(validation_split))
+            if class_weight is not None:
+                if isinstance(train.y, (tuple, list, dict)):
+                    raise ValueError(
+                        "class_weight works with a single target array; use sample_weight for several outputs"
+                    )
+                train.sample_weight = _data.class_weights_to_sample_weights(train.y, class_weight)
+            if check_finite:
+                train.check_finite()
+            bs = batch_size or (math.ceil(train.n / steps_per_epoch) if steps_per_epoch else 32)  # F3
+            batches = _data.ArrayBatches(
+                train, bs, shuffle=_plain_shuffle(shuffle), generator=generator, device=self.device
+            )
+            full_y = train.y
+            n_train = train.n
+        else:
+            _data.reject_for_source(
+                y=y, sample_weight=sample_weight, class_weight=class_weight, validation_split=validation_split
+            )
+            if isinstance(x, torch.utils.data.Dataset) and not isinstance(
+                x, torch.utils.data.IterableDataset
+            ):
+                bs = batch_size or 32
+                x = _data.dataset_loader(x, bs, bool(shuffle), generator)
+            elif shuffle is True and not isinstance(shuffle, _DefaultTrue):  # §14: warn only when asked
+                warnings.warn(
+                    "shuffle=True is ignored for a DataLoader or iterable: shuffle inside it instead "
+                    "(DataLoader(..., shuffle=True))",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            batches = _data.SourceBatches(x, self.device)
+            bs, full_y, n_train = getattr(x, "batch_size", None), None, _data.source_samples(x)
+            val_arrays = None
+        train_iter = _data.EpochIterator(batches, steps_per_epoch)
+
+        val_iter = None
+        if validation_data is not None:
+            val_iter, n_val = _data.eval_batches(
+                self.device,
+                validation_data,
+                validation_batch_size or batch_size or 32,
+                validation_steps,
+                "validation_data",
+                check_finite,
+            )
+        elif val_arrays is not None:
+            n_val = val_arrays.n
+            val_iter = _data.EpochIterator(
+                _data.ArrayBatches(val_arrays, validation_batch_size or bs or 32, device=self.device),
+                validation_steps,
+                what="validation data",
+            )
+
+        steps = train_iter.num_steps()
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        progbar = ProgbarLogger() if level else None
+        cbs = CallbackList(callbacks, model=self, params=params, add_history=True, progbar=progbar)
+        self.expected_log_keys = self._expected_keys(val_iter is not None)
+        plan = _loop.FitPlan(
+            train=train_iter,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps=steps,
+            val=val_iter,
+            validation_freq=validation_freq,
+            check_first=self._first_batch_check(full_y),
+            verbose=level,
+        )
+        if level:
+            print(
+                _report.run_plan(
+                    n_train=n_train,
+                    n_val=n_val,
+                    batch_size=bs,
+                    steps=steps,
+                    epochs=epochs,
+                    initial_epoch=initial_epoch,
+                    device=self.device,
+                    loss=self._loss_text(),
+                    steps_given=steps_per_epoch is not None,
+                ),
+                flush=True,
+            )
+        if seed is not None or self.seed is not None:
+            torch.manual_seed(seed if seed is not None else self.seed)  # dropout and other module randomness
+        history = _loop.fit_loop(self, plan, cbs)
+        self.history = history
+        if level:
+            lines = cbs.summaries()
+            if lines:
+                print("; ".join(lines), flush=True)
+        return history
+
+    # --- evaluate / predict ----------------------------------------------------------------------
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: int | str = "auto",
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Any = None,
+        return_dict: bool = False,
+        **kwargs: Any,
+    ) -> float | list[float] | dict[str, float]:
+        """Loss and metrics over the data, in eval mode under inference_mode (E1-E4)."""
+        if kwargs:
+            hint = " (class_weight applies to training only)" if "class_weight" in kwargs else ""
+            raise ValueError(f"evaluate() got unexpected argument(s) {sorted(kwargs)}{hint}")
+        self._require_compiled("evaluate")
+        level = _report.verbosity(verbose)
+        _positive_int(batch_size, "batch_size")
+        _positive_int(steps, "steps")
+        if x is None:
+            raise ValueError(
+                "evaluate() needs data: x and y, a Dataset, a DataLoader or an iterable of batches"
+            )
+        data = (x, y) if sample_weight is None else (x, y, sample_weight)
+        if not _data.is_array_input(x):
+            _data.reject_for_source(y=y, sample_weight=sample_weight)
+            data = x
+        elif y is None:
+            raise ValueError("evaluate() got x as arrays but no y; pass the targets as y=...")
+        batches, _ = _data.eval_batches(self.device, data, batch_size or 32, steps, "x", True)
+        params = {"verbose": verbose, "epochs": 1, "steps": batches.num_steps()}
+        cbs = CallbackList(callbacks, model=self, params=params, progbar=ProgbarLogger() if level else None)
+        logs = _loop.evaluate_loop(self, batches, cbs)
+        if return_dict:
+            return logs
+        order = [n for n in self.metrics_names if n in logs] + sorted(
+            k for k in logs if k not in self.metrics_names
+        )
+        values = [logs[k] for k in order]
+        return values[0] if len(values) == 1 else values  # E4
+
+    def predict(
+        self,
+        x: Any,
+        batch_size: int | None = None,
+        verbose: int | str = "auto",
+        steps: int | None = None,
+        callbacks: Any = None,
+    ) -> Any:
+        """The module's outputs as NumPy arrays, in sample order (P1-P4)."""
+        level = _report.verbosity(verbose)
+        _positive_int(batch_size, "batch_size")
+        _positive_int(steps, "steps")
+        if _data.is_array_input(x):
+            batches = _data.ArrayBatches(_data.ArrayData(x), batch_size or 32, device=self.device)
+        elif isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
+            batches = _data.SourceBatches(_data.dataset_loader(x, batch_size or 32, False, None), self.device)
+        else:
+            batches = _data.SourceBatches(x, self.device)
+        it = _data.EpochIterator(batches, steps, what="predict input")
+        params = {"verbose": verbose, "epochs": 1, "steps": it.num_steps()}
+        cbs = CallbackList(callbacks, model=self, params=params, progbar=ProgbarLogger() if level else None)
+        return _loop.predict_loop(self, it, cbs)
+
+    # --- weights ------------------------------------------------------------------------------
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        """A detached copy of the module's state_dict (what EarlyStopping snapshots)."""
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        _io.load_into(self.module, weights, "the weights given")
+
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Write the module's state_dict to ``.pt`` or ``.safetensors``, atomically."""
+        _io.save_state_dict(path, self.module.state_dict())
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Read weights from ``.pt``/``.safetensors`` (or a full checkpoint) without unpickling anything."""
+        payload = _io.load_file(path)
+        _io.load_into(self.module, _io.module_state(payload), repr(str(path)))
+
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
+        """A full-state ``.pt`` checkpoint: module weights, optimizer state and ``extra`` (e.g. the epoch)."""
+        _io.save_checkpoint(
+            path,
+            {
+                "module": _io.cpu_state(self.module.state_dict()),
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "extra": extra or {},
+            },
+        )
+
+    def load(self, path: str | os.PathLike) -> dict:
+        """Restore a checkpoint written by :meth:`save`; returns its ``extra`` dict."""
+        payload = _io.load_file(path)
+        if _io.CHECKPOINT_KEY not in payload:
+            raise ValueError(f"{str(path)!r} holds weights only; use model.load_weights() for it")
+        _io.load_into(self.module, payload["module"], repr(str(path)))
+        if payload.get("optimizer") is not None and self.optimizer is not None:
+            self.optimizer.load_state_dict(payload["optimizer"])
+        return payload.get("extra", {})
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _generator(self, seed: int | None) -> torch.Generator:
+        gen = torch.Generator()
+        chosen = seed if seed is not None else self.seed
+        # without a seed, draw one from torch's global RNG so torch.manual_seed still fixes the order
+        gen.manual_seed(chosen if chosen is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        return gen
+
+    def _expected_keys(self, validating: bool) -> list[str]:
+        keys = ["loss"] + [m.name for m in self.compiled_metrics]
+        if validating:
+            keys += [f"val_{k}" for k in keys]
+        if self.optimizer is not None and self.optimizer.schedule is not None:
+            keys.append("learning_rate")
+        return sorted(keys)
+
+    def _loss_text(self) -> str:
+        name = getattr(self._loss, "name", type(self._loss).__name__)
+        return f"loss {name} ({self._loss_note})" if self._loss_note else f"loss {name}"
+
+    def _first_batch_check(self, full_y: Any) -> Any:
+        def check(y: Any, y_pred: Any) -> None:
+            targets = full_y if full_y is not None else y
+            if isinstance(y_pred, (tuple, list, dict)) and not isinstance(
+                self._loss, (losses_mod.LossFunctionWrapper, losses_mod.TorchLoss)
+            ):
+                raise ValueError(
+                    f"the module returns {type(y_pred).__name__} of {len(y_pred)} outputs, but loss "
+                    f"{self._loss.name!r} takes one; return a single tensor or compile with a callable loss "
+                    "that takes (y_true, y_pred)"
+                )
+            if (
+                isinstance(targets, torch.Tensor)
+                and isinstance(y_pred, torch.Tensor)
+                and hasattr(self._loss, "validate")
+            ):
+                with torch.no_grad():
+                    self._loss.validate(targets, y_pred.detach())
+            if (
+                self._decided_logits
+                and self._loss.from_logits
+                and isinstance(y_pred, torch.Tensor)
+                and losses_mod.looks_like_probabilities(y_pred.detach(), self._loss)
+            ):
+                warnings.warn(
+                    "the module's outputs look like probabilities, but the loss treats them as logits because "
+                    f"the module does not end in Softmax/Sigmoid ({self._loss_reason}). If the model applies "
+                    "softmax itself, pass a loss object with from_logits=False.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+
+        return check
+
+
+def _check_validation_freq(freq: Any) -> None:
+    if isinstance(freq, bool) or not (
+        (isinstance(freq, int) and freq > 0)
+        or (
+            isinstance(freq, list)
+            and freq
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in freq)
+        )
+    ):
+        raise ValueError(  # F16, raised up front rather than at the first epoch end
+            f"validation_freq must be a positive int (validate every k epochs) or a list of 1-based epoch "
+            f"numbers, got {freq!r}"
+        )
+
+
+def _plain_shuffle(shuffle: Any) -> bool | str:
+    return True if isinstance(shuffle, _DefaultTrue) else shuffle

@@ -1,0 +1,154 @@
+"""The shared monitor rule (M1-M4) and the misspelt / missing monitor stance, for all three users."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from _fakes import FakeModel, run_fit, val_losses
+
+from epochwise.callbacks import EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
+
+KEYS = ["accuracy", "loss", "val_accuracy", "val_loss"]
+
+
+def _monitors(monitor: str, mode: str = "auto", tmp_path=None):
+    return [
+        EarlyStopping(monitor=monitor, mode=mode),
+        ModelCheckpoint(str(tmp_path / "m.pt"), monitor=monitor, mode=mode, save_best_only=True),
+        ReduceLROnPlateau(monitor=monitor, mode=mode),
+    ]
+
+
+def _begin(cb, model):
+    cb.set_model(model)
+    cb.set_params({"verbose": 0, "epochs": 3, "steps": None})
+    cb.on_train_begin({})
+
+
+# --- M1 ----------------------------------------------------------------------------------------
+def test_unknown_mode_is_an_error_with_a_close_match():  # M1 (Keras warns and uses "auto")
+    with pytest.raises(ValueError, match=r"mode='mini'.*Did you mean 'min'"):
+        EarlyStopping(mode="mini")
+    with pytest.raises(ValueError, match="mode must be 'auto', 'min' or 'max'"):
+        ReduceLROnPlateau(mode=None)
+
+
+def test_monitor_must_be_a_name():
+    with pytest.raises(ValueError, match="monitor must be the name of a logged value"):
+        EarlyStopping(monitor="")
+
+
+# --- M2 / M3 -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("monitor", "metrics", "direction"),
+    [
+        ("val_loss", {}, "min"),  # M2: strip val_, "loss" -> min
+        ("loss", {}, "min"),
+        ("val_accuracy", {"accuracy": "max"}, "max"),  # a compiled metric's declared direction
+        ("accuracy", {"accuracy": "max"}, "max"),
+        ("val_mae", {"mae": "min"}, "min"),
+    ],
+)
+def test_auto_direction(monitor, metrics, direction):
+    cb = EarlyStopping(monitor=monitor)
+    _begin(cb, FakeModel(metrics=metrics))
+    assert cb.direction == direction
+
+
+@pytest.mark.parametrize(
+    ("monitor", "metrics"),
+    [
+        ("val_my_score", {"my_score": None}),  # custom metric without a declared direction
+        ("out_accuracy", {"accuracy": "max"}),  # per-output key: no exact match
+        ("val_accuracy", {}),  # not compiled
+    ],
+)
+def test_auto_direction_unknown_raises_before_training(monitor, metrics):  # M2, raised at train begin
+    cb = EarlyStopping(monitor=monitor)
+    with pytest.raises(ValueError, match=r"Pass mode='min' \(lower is better\) or mode='max'"):
+        _begin(cb, FakeModel(metrics=metrics))
+
+
+def test_explicit_mode_needs_no_metric():
+    cb = EarlyStopping(monitor="val_my_score", mode="max")
+    _begin(cb, FakeModel())
+    assert cb.direction == "max"
+
+
+def test_direction_is_cached_for_the_instance():  # M3 / C3: the direction persists across fits
+    cb = EarlyStopping(monitor="val_score")
+    _begin(cb, FakeModel(metrics={"score": "max"}))
+    _begin(cb, FakeModel(metrics={"score": "min"}))
+    assert cb.direction == "max"
+
+
+# --- M4 ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mode", "min_delta", "current", "reference", "expected"),
+    [
+        ("min", 0.0, 0.9, None, True),  # None reference: anything improves
+        ("min", 0.0, 0.9, 1.0, True),
+        ("min", 0.0, 1.0, 1.0, False),  # strict: equal is not an improvement
+        ("min", 0.1, 0.9, 1.0, False),  # exactly min_delta better is not (verified in M4)
+        ("min", 0.1, 0.89, 1.0, True),
+        ("min", -0.1, 0.9, 1.0, False),  # min_delta is stored as |min_delta|
+        ("max", 0.0, 1.1, 1.0, True),
+        ("max", 0.0, 1.0, 1.0, False),
+        ("max", 0.05, 1.04, 1.0, False),
+        ("max", 0.05, 1.06, 1.0, True),
+        ("min", 0.0, float("nan"), 1.0, False),
+    ],
+)
+def test_improvement_rule(mode, min_delta, current, reference, expected):  # M4
+    cb = EarlyStopping(monitor="score", mode=mode, min_delta=min_delta)
+    assert cb.is_improvement(current, reference) is expected
+
+
+# --- a misspelt monitor must not go unnoticed ------------------------------------------------------
+def test_typo_with_auto_mode_raises_at_train_begin_for_every_monitor_callback(tmp_path):
+    for cb in _monitors("val_los", tmp_path=tmp_path):
+        model = FakeModel(expected_log_keys=KEYS, metrics={"accuracy": "max"})
+        with pytest.raises(ValueError) as info:
+            run_fit(model, [cb], val_losses([1.0]))
+        text = str(info.value)
+        assert "Did you mean 'val_loss'" in text and str(KEYS) in text, text
+        assert type(cb).__name__ in text
+
+
+def test_val_monitor_without_validation_says_how_to_validate():
+    model = FakeModel(expected_log_keys=["loss"])
+    with pytest.raises(ValueError, match=r"validation_split=.*or monitor 'loss'"):
+        run_fit(model, [EarlyStopping()], [{"loss": 1.0}])
+
+
+def test_typo_with_explicit_mode_warns_once_and_trains(tmp_path):
+    for cb in _monitors("val_los", mode="min", tmp_path=tmp_path):
+        model = FakeModel(expected_log_keys=KEYS)
+        with pytest.warns(UserWarning, match="Did you mean 'val_loss'") as record:
+            run = run_fit(model, [cb], val_losses([1.0, 1.0, 1.0]))
+        assert run.epochs == [0, 1, 2]
+        assert len(record) == 1  # not once more at each epoch end
+
+
+def test_learning_rate_monitor_is_not_checked_against_fit_keys():
+    cb = EarlyStopping(monitor="learning_rate", mode="min")
+    _begin(cb, FakeModel(expected_log_keys=KEYS))
+    assert cb.direction == "min"
+
+
+def test_no_expected_keys_skips_the_up_front_check():
+    cb = EarlyStopping(monitor="val_los", mode="min")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _begin(cb, FakeModel(expected_log_keys=None))
+
+
+# --- a monitor missing at an epoch end: warn once per fit, then skip (ES3.2, RL3, MC6) --------------
+def test_missing_key_warns_once_per_fit(tmp_path):
+    for cb in _monitors("val_loss", tmp_path=tmp_path):
+        logs = [{"loss": 1.0}, {"loss": 1.0}, {"loss": 1.0, "val_loss": 0.5}, {"loss": 1.0}]
+        for _ in range(2):  # a second fit warns again
+            with pytest.warns(UserWarning, match="'val_loss' is not available in the logs of epoch 1") as rec:
+                run_fit(FakeModel(), [cb], logs)
+            assert len([w for w in rec if "not available" in str(w.message)]) == 1
