@@ -101,7 +101,7 @@ def test_logs_dicts():  # G1-G4, G8
     rec = Recorder()
     classifier().fit(x, y, batch_size=4, epochs=1, validation_data=(xv, yv), callbacks=[rec], verbose=0)
     by_hook = {}
-    for hook, index, logs in rec.logs:
+    for hook, _index, logs in rec.logs:
         by_hook.setdefault(hook, []).append(logs)
     for hook in ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_test_begin", "on_test_batch_begin"):
         assert all(logs == {} for logs in by_hook[hook])  # G1
@@ -124,7 +124,7 @@ def test_batch_logs_are_running_means_weighted_by_batch_size():  # G3, LO5, D4
     sizes = [4, 4, 2]
     logged = [logs["loss"] for hook, _, logs in rec.logs if hook == "on_train_batch_end"]
     for k in range(3):
-        running = sum(s * l for s, l in zip(sizes[:k + 1], per_batch[:k + 1])) / sum(sizes[:k + 1])
+        running = sum(s * v for s, v in zip(sizes[:k + 1], per_batch[:k + 1])) / sum(sizes[:k + 1])
         assert logged[k] == pytest.approx(running, rel=1e-5)
     assert math.isclose(logged[0], per_batch[0], rel_tol=1e-5)
 

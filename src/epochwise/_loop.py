@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ._data import EpochIterator, first_leaf, map_structure
+from ._step import StepRunner
 from .callbacks.callback_list import CallbackList
 
 
@@ -93,9 +94,12 @@ def _validate_now(epoch: int, freq: Any) -> bool:
 
 def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> Any:
     module, optimizer, loss_fn = model.module, model.optimizer, model._loss
+    runner = StepRunner(model)
+    forward_module = runner.forward_module  # torch.compile's wrapper, or the module itself
     tracker = Tracker(model)
     was_training = module.training
     model.stop_training = False
+    optimizer.zero_grad()
     callbacks.on_train_begin({})
     epoch_logs: dict[str, float] = {}
     listen_begin = callbacks.listens("on_train_batch_begin")
@@ -110,19 +114,19 @@ def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> Any:
                 if listen_begin:
                     callbacks.on_train_batch_begin(step, {})
                 n = batch_size_of(x)
-                y_pred = call_module(module, x)
-                if check_first is not None:  # before the first update: output and target shapes, labels
-                    check_first(y, y_pred)
-                    check_first = None
-                loss = loss_fn(y, y_pred, sw)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+                with runner.autocast():
+                    y_pred = call_module(forward_module, x)
+                    if check_first is not None:  # before the first update: output and target shapes, labels
+                        check_first(y, y_pred)
+                        check_first = None
+                    loss = loss_fn(y, y_pred, sw)
+                runner.backward(loss)  # steps the optimizer every accumulate_steps batches
                 tracker.update(loss, y, y_pred, sw, n)
                 if listen_end:
                     callbacks.on_train_batch_end(step, _memo(tracker.logs))
                 if model.stop_training:  # L2
                     break
+            runner.flush()
             epoch_logs = tracker.logs()
             module.eval()
             if plan.val is not None and _validate_now(epoch, plan.validation_freq):
@@ -143,6 +147,7 @@ def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> Any:
 def evaluate_loop(model: Any, batches: EpochIterator, callbacks: CallbackList) -> dict:
     """One pass in eval mode under inference_mode (E2, L1.3.7); running logs to the test hooks."""
     module, loss_fn = model.module, model._loss
+    runner = StepRunner(model)
     tracker = Tracker(model)  # the same metric objects as training: epoch logs were read already (ME4)
     tracker.reset()
     was_training = module.training
@@ -155,8 +160,9 @@ def evaluate_loop(model: Any, batches: EpochIterator, callbacks: CallbackList) -
             for step, (x, y, sw) in batches:
                 if listen_begin:
                     callbacks.on_test_batch_begin(step, {})
-                y_pred = call_module(module, x)
-                loss = loss_fn(y, y_pred, sw)
+                with runner.autocast():
+                    y_pred = call_module(runner.forward_module, x)
+                    loss = loss_fn(y, y_pred, sw)
                 tracker.update(loss, y, y_pred, sw, batch_size_of(x))
                 if listen_end:
                     callbacks.on_test_batch_end(step, _memo(tracker.logs))
@@ -170,6 +176,7 @@ def evaluate_loop(model: Any, batches: EpochIterator, callbacks: CallbackList) -
 def predict_loop(model: Any, batches: EpochIterator, callbacks: CallbackList) -> Any:
     """P2, P4: outputs of every batch, concatenated into NumPy arrays with the output's structure."""
     module = model.module
+    runner = StepRunner(model)
     was_training = module.training
     module.eval()
     outputs: list[Any] = []
@@ -181,7 +188,8 @@ def predict_loop(model: Any, batches: EpochIterator, callbacks: CallbackList) ->
             for step, (x, _y, _sw) in batches:
                 if listen_begin:
                     callbacks.on_predict_batch_begin(step, {})
-                y_pred = call_module(module, x)
+                with runner.autocast():
+                    y_pred = call_module(runner.forward_module, x)
                 outputs.append(y_pred)
                 if listen_end:
                     callbacks.on_predict_batch_end(step, {"outputs": y_pred})

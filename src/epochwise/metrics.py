@@ -165,8 +165,9 @@ class BinaryAccuracy(MeanMetricWrapper):
     def __init__(
         self, name: str = "binary_accuracy", threshold: float = 0.5, from_logits: bool = False
     ) -> None:
-        self.threshold = _impl.check_probability(threshold, "threshold")
-        self.from_logits = bool(from_logits)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ValueError(f"threshold must be a number such as 0.5, got {threshold!r}.")
+        self.threshold, self.from_logits = float(threshold), bool(from_logits)
         cut = _impl.logit_threshold(self.threshold) if from_logits else self.threshold
         super().__init__(_impl.binary_accuracy, name, "max", threshold=cut)
 
@@ -205,7 +206,7 @@ class BinaryCrossentropy(MeanMetricWrapper):
 
     def __init__(
         self, name: str = "binary_crossentropy", from_logits: bool = False, label_smoothing: float = 0.0
-    ):
+    ) -> None:
         self.from_logits = bool(from_logits)
         fn = _impl.binary_crossentropy
         super().__init__(fn, name, "min", from_logits=self.from_logits, label_smoothing=label_smoothing)
@@ -216,7 +217,7 @@ class CategoricalCrossentropy(MeanMetricWrapper):
 
     def __init__(
         self, name: str = "categorical_crossentropy", from_logits: bool = False, label_smoothing: float = 0.0
-    ):
+    ) -> None:
         self.from_logits = bool(from_logits)
         fn = _impl.categorical_crossentropy
         super().__init__(fn, name, "min", from_logits=self.from_logits, label_smoothing=label_smoothing)
@@ -298,11 +299,9 @@ class AUC(Metric):
             raise ValueError(
                 f"summation_method must be 'interpolation', 'minoring' or 'majoring', got {summation_method!r}."
             )
-        self.curve, self.summation_method, self.from_logits = (
-            curve.upper(),
-            summation_method,
-            bool(from_logits),
-        )
+        self.curve = curve.upper()
+        self.summation_method = summation_method
+        self.from_logits = bool(from_logits)
         self._buckets: Tensor | None = None  # (2, T): weight of positives / negatives per bucket
 
     def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> None:

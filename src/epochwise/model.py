@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import warnings
@@ -9,7 +10,7 @@ from typing import Any
 
 import torch
 
-from . import _data, _io, _loop, _report
+from . import _data, _io, _loop, _report, _step
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -91,16 +92,42 @@ class Model:
         self.history: History | None = None
         self.stop_training = False
         self.expected_log_keys: list[str] | None = None
+        self.precision = "32"
+        self._precision_dtype: torch.dtype | None = None
+        self._accumulate_steps = 1
+        self._compile_args: dict | None = None
+        self._compiled_module: Any = None
 
     # --- compile ------------------------------------------------------------------------------
     def compile(
-        self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None, weighted_metrics: Any = None
+        self,
+        optimizer: Any = "rmsprop",
+        loss: Any = None,
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        *,
+        precision: str = "32",
+        compile: bool | dict = False,
+        accumulate_steps: int = 1,
     ) -> None:
         """Choose the optimizer, the loss and the metrics, by Keras name or as objects.
 
         Example: ``model.compile(optimizer=ew.optimizers.Adam(learning_rate=0.005),
         loss="sparse_categorical_crossentropy", metrics=["accuracy"])``
+
+        ``precision``: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (autocast; fp16 adds a grad scaler).
+        ``compile``: ``True`` (or a dict of ``torch.compile`` keyword arguments) compiles the module's
+        forward for fit, evaluate and predict; ``model.module`` stays your module. ``accumulate_steps``:
+        apply the mean gradient of that many batches per optimizer step. Gradient clipping is an
+        optimizer argument, as in Keras: ``ew.optimizers.Adam(global_clipnorm=1.0)``.
         """
+        self._precision_dtype = _step.check_precision(precision)
+        self._accumulate_steps = _step.check_accumulate(accumulate_steps)
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(f"compile must be True, False or a dict of torch.compile arguments, got {compile!r}")
+        self._compile_args = ({} if compile is True else compile) if compile else None
+        self._compiled_module = None
+        self.precision = str(precision)
         if loss is None:
             raise ValueError(
                 "compile() needs a loss, e.g. loss='sparse_categorical_crossentropy' or loss=torch.nn.MSELoss()"
@@ -132,12 +159,20 @@ class Model:
         else:
             self._loss_note = ""
         self._metrics = metrics_mod.get_list(metrics, from_logits=from_logits)
-        weighted = metrics_mod.get_list(weighted_metrics, from_logits=from_logits)
+        weighted = [copy.deepcopy(m) for m in metrics_mod.get_list(weighted_metrics, from_logits=from_logits)]
         plain_names = {m.name for m in self._metrics}
         for m in weighted:  # G5: a name in both lists becomes weighted_<name>
             if m.name in plain_names:
                 m.name = f"weighted_{m.name}"
         self._weighted_metrics = weighted
+
+    def _forward_module(self) -> torch.nn.Module:
+        """The module fit / evaluate / predict call: torch.compile's wrapper when asked for, built once."""
+        if getattr(self, "_compile_args", None) is None:
+            return self.module
+        if self._compiled_module is None:
+            self._compiled_module = torch.compile(self.module, **self._compile_args)
+        return self._compiled_module
 
     @property
     def compiled(self) -> bool:
@@ -302,7 +337,7 @@ class Model:
                     steps=steps,
                     epochs=epochs,
                     initial_epoch=initial_epoch,
-                    device=self.device,
+                    device=self._device_text(),
                     loss=self._loss_text(),
                     steps_given=steps_per_epoch is not None,
                 ),
@@ -437,6 +472,16 @@ class Model:
         if self.optimizer is not None and self.optimizer.schedule is not None:
             keys.append("learning_rate")
         return sorted(keys)
+
+    def _device_text(self) -> str:
+        parts = [str(self.device)]
+        if self._precision_dtype is not None:
+            parts.append(self.precision)
+        if self._accumulate_steps > 1:
+            parts.append(f"{self._accumulate_steps} batches per optimizer step")
+        if self._compile_args is not None:
+            parts.append("torch.compile")
+        return ", ".join(parts)
 
     def _loss_text(self) -> str:
         name = getattr(self._loss, "name", type(self._loss).__name__)

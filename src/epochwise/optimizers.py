@@ -344,23 +344,31 @@ class Optimizer:
             if params:
                 torch._foreach_mul_(params, 1.0 - float(group["lr"]) * self.weight_decay)
 
-    def step(self) -> None:
+    def step(self, scaler: Any = None) -> None:
         """One update: schedule -> clipping -> decoupled weight decay -> torch step; ``iterations += 1``.
 
         Nothing here waits for the GPU: the schedule is Python math and clipping stays on the device.
+        With a ``torch.amp.GradScaler`` (fp16 mixed precision) the gradients are unscaled before
+        clipping and the scaler takes the step (skipping it when a gradient is inf or NaN).
         """
         opt = self._require_built("step")
         if self._schedule is not None:
             lr = self._schedule_value(self.iterations)  # SC0: t = updates already applied
             for group in opt.param_groups:
                 _set_group_lr(group, lr)
+        if scaler is not None:
+            scaler.unscale_(opt)
         if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
             if params:
                 self._clip(params)
         if self.weight_decay and not self._decays_in_torch:
             self._decay_weights()
-        opt.step()
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
         self.iterations += 1
 
     # --- state --------------------------------------------------------------------------------

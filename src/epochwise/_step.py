@@ -1,0 +1,78 @@
+"""One training step's settings: mixed precision, torch.compile and gradient accumulation."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "32": None,
+    "32-true": None,
+    "bf16-mixed": torch.bfloat16,
+    "16-mixed": torch.float16,
+}
+
+
+def check_precision(precision: str) -> torch.dtype | None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[str(precision)]
+
+
+def check_accumulate(steps: Any) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"accumulate_steps must be a positive integer (1 = no accumulation), got {steps!r}")
+    return steps
+
+
+class StepRunner:
+    """Forward passes under autocast, and the optimizer step every ``accumulate_steps`` batches.
+
+    With accumulation each batch's loss is divided by ``accumulate_steps`` so the applied gradient
+    is the mean over the group (as Keras's ``gradient_accumulation_steps``); a group cut short by the
+    end of an epoch is rescaled to the mean of the batches it holds and applied then. With
+    ``"16-mixed"`` a ``GradScaler`` scales the loss and skips steps whose gradients overflow.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        device = model.device
+        dtype = model._precision_dtype
+        self.autocast_args = {"device_type": device.type, "dtype": dtype} if dtype is not None else None
+        self.scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
+        self.accumulate = model._accumulate_steps
+        self.pending = 0
+        self.forward_module = model._forward_module()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_args is None:
+            return contextlib.nullcontext()
+        return torch.autocast(**self.autocast_args)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.accumulate > 1:
+            loss = loss / self.accumulate
+        if self.scaler is not None:
+            loss = self.scaler.scale(loss)
+        loss.backward()
+        self.pending += 1
+        if self.pending == self.accumulate:
+            self._apply()
+
+    def flush(self) -> None:
+        """Apply a partial group at the end of an epoch."""
+        if self.pending:
+            with torch.no_grad():
+                factor = self.accumulate / self.pending
+                for p in self.model.module.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(factor)
+            self._apply()
+
+    def _apply(self) -> None:
+        optimizer = self.model.optimizer
+        optimizer.step(self.scaler)
+        optimizer.zero_grad()
+        self.pending = 0
