@@ -206,9 +206,16 @@ class ArrayBatches:
         return torch.arange(n)
 
     def __iter__(self) -> Iterator[Batch]:
-        d = self.stored
+        return self.iterate(0)
+
+    def iterate(self, skip: int = 0) -> Iterator[Batch]:
+        """This epoch's batches after the first ``skip``; the data order is drawn now, not lazily."""
         order = self._order().to(self.device if self.on_device else "cpu")
-        for start in range(0, d.n, self.batch_size):
+        return self._batches(order, skip * self.batch_size)
+
+    def _batches(self, order: torch.Tensor, first: int) -> Iterator[Batch]:
+        d = self.stored
+        for start in range(first, d.n, self.batch_size):
             idx = order[start : start + self.batch_size]
             if self.shuffle is False:
                 x = map_structure(lambda t, s=start: t[s : s + self.batch_size], d.x)
@@ -217,9 +224,13 @@ class ArrayBatches:
             else:
                 x, y = gather(d.x, idx), gather(d.y, idx)
                 sw = None if d.sample_weight is None else d.sample_weight.index_select(0, idx)
-            if not self.on_device:
-                x, y, sw = (to_device(p, self.device, non_blocking=True) for p in (x, y, sw))
+            if not self.on_device:  # data too large for the GPU: pinned pages, asynchronous copies
+                x, y, sw = (to_device(map_structure(_pin, p), self.device, non_blocking=True) for p in (x, y, sw))
             yield x, y, sw
+
+
+def _pin(t: torch.Tensor) -> torch.Tensor:
+    return t.pin_memory() if torch.cuda.is_available() else t
 
 
 # --- other sources ------------------------------------------------------------------------------
@@ -279,17 +290,17 @@ class EpochIterator:
 
     Without ``steps`` every epoch is a fresh pass. With ``steps`` the iterator carries over between
     epochs and is restarted only after it runs out, which cuts that epoch short (with one warning per fit).
+    ``epoch(skip)`` starts an epoch after its first ``skip`` batches (a resumed run).
     """
 
-    def __init__(
-        self, batches: Iterable[Batch], steps: int | None = None, *, what: str = "training data"
-    ) -> None:
+    def __init__(self, batches: Iterable[Batch], steps: int | None = None, *, what: str = "training data") -> None:
         self.batches, self.steps, self.what = batches, steps, what
         self._it: Iterator[Batch] | None = None
         self._warned = False
         source = getattr(batches, "source", batches)
-        self.one_shot = iter(source) is source  # a generator cannot be restarted
+        self.one_shot = isinstance(source, Iterator)  # a generator cannot be restarted
         self.exhausted = False
+        self.generator = getattr(batches, "generator", None) or getattr(source, "generator", None)
 
     def num_steps(self) -> int | None:
         if self.steps is not None:
@@ -300,21 +311,38 @@ class EpochIterator:
             return None
 
     def __iter__(self) -> Iterator[tuple[int, Batch]]:
+        return self.epoch(0)
+
+    def _fresh(self, skip: int) -> Iterator[Batch]:
+        if self.one_shot and self.exhausted:
+            self._ran_out_at_start()
+        if isinstance(self.batches, ArrayBatches):
+            return self.batches.iterate(skip)
+        it = iter(self.batches)
+        for _ in range(skip):
+            next(it, None)
+        return it
+
+    def epoch(self, skip: int = 0) -> Iterator[tuple[int, Batch]]:
         if self.steps is None:
-            step = -1
-            if not (self.one_shot and self.exhausted):
-                for step, batch in enumerate(self.batches):
-                    yield step, batch
-            if step < 0:
-                self._ran_out_at_start()
-            self.exhausted = True
-            return
+            return self._full_pass(self._fresh(skip), skip)
         if self._it is None:
-            if self.one_shot and self.exhausted:
-                self._ran_out_at_start()
-                return
-            self._it = iter(self.batches)
-        for step in range(self.steps):
+            self._it = self._fresh(0)
+            for _ in range(skip):
+                next(self._it, None)
+        return self._capped(skip)
+
+    def _full_pass(self, it: Iterator[Batch], skip: int) -> Iterator[tuple[int, Batch]]:
+        step = skip - 1
+        for step, batch in enumerate(it, start=skip):
+            yield step, batch
+        if step < 0:
+            self._ran_out_at_start()
+        self.exhausted = True
+
+    def _capped(self, skip: int) -> Iterator[tuple[int, Batch]]:
+        assert self._it is not None
+        for step in range(skip, self.steps or 0):
             try:
                 batch = next(self._it)
             except StopIteration:

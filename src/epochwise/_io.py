@@ -49,11 +49,38 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        _fault_hook(target)
         os.replace(tmp, target)
+        _fsync_dir(target.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fault_hook(target: Path) -> None:
+    """For the fault-injection tests: pause with the new file written but not yet renamed into place."""
+    delay = os.environ.get("EPOCHWISE_TEST_WRITE_PAUSE")
+    if delay:
+        import sys
+        import time
+
+        print(f"EPOCHWISE-WRITING {target.name}", file=sys.stderr, flush=True)
+        time.sleep(float(delay))
 
 
 def cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

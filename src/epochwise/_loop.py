@@ -8,6 +8,8 @@ sync: the loss and metrics stay on the device until something reads the logs.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import _resume
 from ._data import EpochIterator, first_leaf, map_structure
+from ._signals import interrupt_guard
 from ._step import StepRunner
 from .callbacks.callback_list import CallbackList
 
@@ -43,16 +47,24 @@ class Tracker:
         self.n_plain = len(model._metrics)
         self.total: torch.Tensor | None = None
         self.count = 0
+        self.steps = 0
+        self.first_bad: torch.Tensor | None = None
+        self.track_nonfinite = False
 
     def reset(self) -> None:
-        self.total, self.count = None, 0
+        self.total, self.count, self.steps, self.first_bad = None, 0, 0, None
         for m in self.metrics:
             m.reset_state()
 
     def update(self, loss: torch.Tensor, y: Any, y_pred: Any, sw: torch.Tensor | None, n: int) -> None:
         value = loss.detach().float() * n
+        if self.track_nonfinite:  # the first non-finite batch, remembered on the device (no sync)
+            bad = ~torch.isfinite(value)
+            marker = torch.where(bad, self.steps, -1)
+            self.first_bad = marker if self.first_bad is None else torch.where(self.first_bad >= 0, self.first_bad, marker)
         self.total = value if self.total is None else self.total + value
         self.count += n
+        self.steps += 1
         if y is None:
             return
         pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) else y_pred
@@ -69,6 +81,25 @@ class Tracker:
         floats = torch.stack([v.to(device) for v in values]).tolist()
         return dict(sorted(zip(names, floats)))
 
+    def first_nonfinite_batch(self) -> int | None:
+        return None if self.first_bad is None or int(self.first_bad) < 0 else int(self.first_bad)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "total": None if self.total is None else self.total.detach().to("cpu").clone(),
+            "count": self.count,
+            "steps": self.steps,
+            "first_bad": None if self.first_bad is None else self.first_bad.to("cpu").clone(),
+            "metrics": [m.state_dict() for m in self.metrics],
+        }
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.total = None if state["total"] is None else state["total"].to(device)
+        self.count, self.steps = int(state["count"]), int(state["steps"])
+        self.first_bad = None if state["first_bad"] is None else state["first_bad"].to(device)
+        for m, ms in zip(self.metrics, state["metrics"]):
+            m.load_state_dict(ms, device)
+
 
 @dataclass
 class FitPlan:
@@ -83,7 +114,27 @@ class FitPlan:
     check_first: Callable[[Any, Any], None] | None = None
     run_plan: str | None = None
     verbose: int = 1
+    batch_size: int | None = None
+    resume_from: Any = None
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class LoopState:
+    """Where fit is, for BackupAndRestore and full-state checkpoints (see ``_resume.capture``)."""
+
+    callbacks: CallbackList
+    tracker: Tracker
+    runner: StepRunner
+    generator: torch.Generator | None
+    epoch: int = 0
+    next_batch: int = 0  # batches of ``epoch`` already done
+    epoch_rng: dict | None = None  # every RNG as the epoch began, before its data order was drawn
+    epoch_begin_lrs: list[float] | None = None  # the optimizer's LRs before on_epoch_begin
+    epoch_logs: dict = field(default_factory=dict)  # the last finished epoch's logs
+    epoch_end_logs: dict | None = None  # set while on_epoch_end runs
+    interrupted: int | None = None  # the signal that asked the run to stop
+    nonfinite: tuple[int, int] | None = None  # (epoch, batch) where the loss first became NaN or inf
 
 
 def _validate_now(epoch: int, freq: Any) -> bool:
@@ -92,56 +143,121 @@ def _validate_now(epoch: int, freq: Any) -> bool:
     return (epoch + 1) in freq
 
 
-def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> Any:
-    module, optimizer, loss_fn = model.module, model.optimizer, model._loss
+def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> tuple[Any, LoopState]:
+    module, loss_fn, optimizer = model.module, model._loss, model.optimizer
     runner = StepRunner(model)
     forward_module = runner.forward_module  # torch.compile's wrapper, or the module itself
     tracker = Tracker(model)
+    tracker.track_nonfinite = not any(type(cb).__name__ == "TerminateOnNaN" for cb in callbacks.callbacks)
+    st = LoopState(callbacks, tracker, runner, plan.train.generator, epoch=plan.initial_epoch)
+    model._loop_state = st
     was_training = module.training
     model.stop_training = False
     optimizer.zero_grad()
-    callbacks.on_train_begin({})
-    epoch_logs: dict[str, float] = {}
     listen_begin = callbacks.listens("on_train_batch_begin")
     listen_end = callbacks.listens("on_train_batch_end")
+    after_batch = [cb._after_train_batch_end for cb in callbacks.callbacks if hasattr(cb, "_after_train_batch_end")]
+    after_epoch = [cb._after_epoch_end for cb in callbacks.callbacks if hasattr(cb, "_after_epoch_end")]
     check_first = plan.check_first
     try:
-        for epoch in range(plan.initial_epoch, plan.epochs):
-            tracker.reset()
-            callbacks.on_epoch_begin(epoch, {})
-            module.train()
-            for step, (x, y, sw) in plan.train:
-                if listen_begin:
-                    callbacks.on_train_batch_begin(step, {})
-                n = batch_size_of(x)
-                with runner.autocast():
-                    y_pred = call_module(forward_module, x)
-                    if check_first is not None:  # before the first update: output and target shapes, labels
-                        check_first(y, y_pred)
-                        check_first = None
-                    loss = loss_fn(y, y_pred, sw)
-                runner.backward(loss)  # steps the optimizer every accumulate_steps batches
-                tracker.update(loss, y, y_pred, sw, n)
-                if listen_end:
-                    callbacks.on_train_batch_end(step, _memo(tracker.logs))
-                if model.stop_training:  # L2
+        with interrupt_guard(st, model):
+            resume = _resume.start(model, plan, callbacks, runner)  # BackupAndRestore or resume_from
+            first = plan.initial_epoch if resume is None else resume.epoch
+            callbacks.on_train_begin({})
+            for epoch in range(first, plan.epochs if resume is None or not resume.stop_training else first):
+                skip = resume.batch if resume is not None and epoch == first else 0
+                tracker.reset()
+                st.epoch, st.next_batch, st.epoch_end_logs = epoch, skip, None
+                if skip:
+                    _resume.set_lrs(optimizer, resume.epoch_begin_lrs)
+                st.epoch_begin_lrs = [g["lr"] for g in optimizer.torch_optimizer.param_groups]
+                callbacks.on_epoch_begin(epoch, {})
+                module.train()
+                batches = _start_epoch(st, plan, resume if skip else None, tracker, model.device)
+                for step, (x, y, sw) in batches:
+                    if listen_begin:
+                        callbacks.on_train_batch_begin(step, {})
+                    n = batch_size_of(x)
+                    with runner.autocast():
+                        y_pred = call_module(forward_module, x)
+                        if check_first is not None:  # before the first update: output and target shapes, labels
+                            check_first(y, y_pred)
+                            check_first = None
+                        loss = loss_fn(y, y_pred, sw)
+                    runner.backward(loss)  # steps the optimizer every accumulate_steps batches
+                    tracker.update(loss, y, y_pred, sw, n)
+                    st.next_batch = step + 1
+                    if listen_end:
+                        callbacks.on_train_batch_end(step, _memo(tracker.logs))
+                    for hook in after_batch:
+                        hook(step)
+                    if model.stop_training:  # L2
+                        break
+                if st.interrupted:  # a signal: no validation and no epoch end for a partial epoch
+                    for cb in callbacks.callbacks:  # the backup holds the live weights, before on_train_end
+                        if hasattr(cb, "_after_interrupt"):
+                            cb._after_interrupt()
                     break
-            runner.flush()
-            epoch_logs = tracker.logs()
-            module.eval()
-            if plan.val is not None and _validate_now(epoch, plan.validation_freq):
-                val_logs = evaluate_loop(model, plan.val, callbacks)
-                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            if optimizer.schedule is not None:
-                epoch_logs["learning_rate"] = float(optimizer.torch_optimizer.param_groups[0]["lr"])
-            epoch_logs = dict(sorted(epoch_logs.items()))
-            callbacks.on_epoch_end(epoch, epoch_logs)
-            if model.stop_training:
-                break
-        callbacks.on_train_end(dict(epoch_logs))
+                runner.flush()
+                epoch_logs = tracker.logs()
+                _note_nonfinite(st, epoch, epoch_logs)
+                module.eval()
+                if plan.val is not None and _validate_now(epoch, plan.validation_freq):
+                    val_logs = evaluate_loop(model, plan.val, callbacks)
+                    epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                if optimizer.schedule is not None:
+                    epoch_logs["learning_rate"] = float(optimizer.torch_optimizer.param_groups[0]["lr"])
+                epoch_logs = dict(sorted(epoch_logs.items()))
+                st.epoch, st.next_batch, st.epoch_rng = epoch + 1, 0, None
+                st.epoch_logs = st.epoch_end_logs = epoch_logs
+                callbacks.on_epoch_end(epoch, epoch_logs)
+                for hook in after_epoch:
+                    hook(epoch)
+                st.epoch_end_logs = None
+                if model.stop_training:
+                    break
+            callbacks.on_train_end(dict(st.epoch_logs))
+    except torch.OutOfMemoryError as err:
+        _close_files(callbacks)
+        raise torch.OutOfMemoryError(
+            f"out of memory while training with batches of {plan.batch_size} samples; try a smaller batch_size"
+            f" (ew.find_max_batch_size finds the largest that fits). {err}") from err
+    except BaseException:
+        _close_files(callbacks)
+        raise
     finally:
         module.train(was_training)  # our stance on L4: the module's own mode comes back
-    return callbacks.history
+        model._loop_state = None
+    return callbacks.history, st
+
+
+def _start_epoch(st: LoopState, plan: FitPlan, resume: Any, tracker: Tracker, device: Any) -> Any:
+    """The epoch's batches; a resumed epoch redraws the same data order and skips what was done."""
+    if resume is None:
+        st.epoch_rng = _resume.rng_state(st.generator)
+        return plan.train.epoch(0)
+    _resume.set_rng_state(resume.epoch_rng, st.generator)
+    st.epoch_rng = resume.epoch_rng
+    batches = plan.train.epoch(resume.batch)
+    _resume.set_rng_state(resume.rng, st.generator)  # dropout and everything else continue as they were
+    if resume.tracker is not None:
+        tracker.load_state_dict(resume.tracker, device)
+    return batches
+
+
+def _note_nonfinite(st: LoopState, epoch: int, logs: dict) -> None:
+    if st.nonfinite is None and st.tracker.track_nonfinite and not math.isfinite(logs.get("loss", 0.0)):
+        batch = st.tracker.first_nonfinite_batch()
+        st.nonfinite = (epoch, batch if batch is not None else 0)
+
+
+def _close_files(callbacks: CallbackList) -> None:
+    """After an exception (L3: no on_train_end), callbacks still close what they hold open."""
+    for cb in callbacks.callbacks:
+        close = getattr(cb, "_close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
 
 
 def evaluate_loop(model: Any, batches: EpochIterator, callbacks: CallbackList) -> dict:

@@ -259,6 +259,21 @@ class Metric:
     def reset_state(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement reset_state().")
 
+    def state_dict(self) -> dict[str, Any]:
+        """The accumulated state (tensors on the CPU, Python numbers), for an exact mid-epoch resume."""
+        out: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if isinstance(value, Tensor):
+                out[key] = value.detach().to("cpu").clone()
+            elif isinstance(value, (bool, int, float)) and key.startswith("_"):
+                out[key] = value
+        return out
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
+        """Restore :meth:`state_dict`'s output onto ``device``."""
+        for key, value in state.items():
+            setattr(self, key, value.to(device) if isinstance(value, Tensor) and device is not None else value)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
@@ -462,6 +477,24 @@ class TorchmetricsMetric(Metric):
     def reset_state(self) -> None:
         self.metric.reset()
         self._updated = False
+
+    def state_dict(self) -> dict[str, Any]:
+        states = {}
+        for key, value in self.metric.metric_state.items():
+            if isinstance(value, list):
+                states[key] = [v.detach().to("cpu").clone() for v in value]
+            else:
+                states[key] = value.detach().to("cpu").clone()
+        return {"_updated": self._updated, "metric_state": states}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
+        target = device or torch.device("cpu")
+        self.metric.to(target)
+        self._device = target
+        for key, value in state["metric_state"].items():
+            setattr(self.metric, key, [v.to(target) for v in value] if isinstance(value, list) else value.to(target))
+        self._updated = bool(state["_updated"])
+        self.metric._update_count = int(self._updated)  # so compute() does not warn about a missing update
 
 
 def torch_loss_metric(loss: torch.nn.Module, name: str | None) -> MeanMetricWrapper:

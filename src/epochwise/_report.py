@@ -109,3 +109,23 @@ def run_plan(
                 "the next epoch continues where the last one stopped"
             )
     return "\n".join(lines)
+
+
+def run_notes(state: Any, history: Any) -> list[str]:
+    """End-of-fit sentences the engine itself owes: NaN, interruption, overfitting."""
+    notes = []
+    if state.nonfinite is not None:
+        epoch, batch = state.nonfinite
+        notes.append(f"the loss became NaN or inf at batch {batch + 1} of epoch {epoch + 1} "
+                     "(add TerminateOnNaN() to stop there)")
+    if state.interrupted:
+        notes.append(f"interrupted by signal {state.interrupted} after batch {state.next_batch} of epoch "
+                     f"{state.epoch + 1}; on_train_end ran")
+    try:
+        from ._overfit import overfitting_note
+    except ImportError:  # pragma: no cover - the module arrives with the learning-curves work
+        return notes
+    note = overfitting_note(history.history) if history is not None else None
+    if note:
+        notes.append(note)
+    return notes

@@ -268,6 +268,21 @@ class AutoAccuracy(Metric):
         if self.resolved is not None:
             self.resolved.reset_state()
 
+    def state_dict(self) -> dict[str, Any]:
+        if self.resolved is None:
+            return {}
+        return {"kind": type(self.resolved).__name__, "state": self.resolved.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
+        if not state:
+            self.resolved = None
+            return
+        kinds = {"BinaryAccuracy": lambda: BinaryAccuracy(name=self.name, from_logits=self.from_logits),
+                 "SparseCategoricalAccuracy": lambda: SparseCategoricalAccuracy(name=self.name),
+                 "CategoricalAccuracy": lambda: CategoricalAccuracy(name=self.name)}
+        self.resolved = kinds[state["kind"]]()
+        self.resolved.load_state_dict(state["state"], device)
+
 
 # --- counts at thresholds -------------------------------------------------------------------------
 class AUC(Metric):

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from . import _data, _io, _loop, _report, _step
+from . import _data, _io, _loop, _report, _resume, _signals, _step
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -97,6 +97,7 @@ class Model:
         self._accumulate_steps = 1
         self._compile_args: dict | None = None
         self._compiled_module: Any = None
+        self._loop_state: Any = None
 
     # --- compile ------------------------------------------------------------------------------
     def compile(
@@ -212,6 +213,7 @@ class Model:
         *,
         seed: int | None = None,
         check_finite: bool = True,
+        resume_from: str | os.PathLike | None = None,
     ) -> History:
         """Train for ``epochs`` (an end index: epochs ``initial_epoch .. epochs-1`` run, F4).
 
@@ -327,6 +329,8 @@ class Model:
             validation_freq=validation_freq,
             check_first=self._first_batch_check(full_y),
             verbose=level,
+            batch_size=bs,
+            resume_from=resume_from,
         )
         if level:
             print(
@@ -345,12 +349,14 @@ class Model:
             )
         if seed is not None or self.seed is not None:
             torch.manual_seed(seed if seed is not None else self.seed)  # dropout and other module randomness
-        history = _loop.fit_loop(self, plan, cbs)
+        history, state = _loop.fit_loop(self, plan, cbs)
         self.history = history
         if level:
-            lines = cbs.summaries()
+            lines = cbs.summaries() + _report.run_notes(state, history)
             if lines:
                 print("; ".join(lines), flush=True)
+        if state.interrupted:
+            _signals.reraise(state.interrupted)  # after History and the callbacks' on_train_end
         return history
 
     # --- evaluate / predict ----------------------------------------------------------------------
@@ -437,7 +443,14 @@ class Model:
         _io.load_into(self.module, _io.module_state(payload), repr(str(path)))
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
-        """A full-state ``.pt`` checkpoint: module weights, optimizer state and ``extra`` (e.g. the epoch)."""
+        """A full-state ``.pt`` checkpoint: module weights, optimizer state and ``extra`` (e.g. the epoch).
+
+        Saved during fit (by ModelCheckpoint), it also holds the training state that
+        ``fit(resume_from=path)`` continues from: position, RNGs, callbacks, History.
+        """
+        if self._loop_state is not None:
+            _io.save_checkpoint(path, {**_resume.capture(self), "extra": extra or {}})
+            return
         _io.save_checkpoint(
             path,
             {

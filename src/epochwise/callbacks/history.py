@@ -25,8 +25,12 @@ class History(Callback):
         super().__init__()
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
+        self._resumed = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        if self._resumed:  # a resumed run continues the History it had (our stance on BR7)
+            self._resumed = False
+            return
         self.epoch = []  # H3: reset per fit; .history keeps accumulating on a reused instance (H6)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -34,8 +38,25 @@ class History(Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
 
+    def plot(self, path: Any = None, **kwargs: Any) -> Any:
+        """Learning curves of this run as a matplotlib Figure, saved to ``path`` (``.png``/``.svg``) if given.
+
+        Delegates to :func:`epochwise.plotting.plot_history` (keyword arguments too); the best and
+        early-stopping epochs come from ``self.early_stopping`` when that attribute holds the run's
+        EarlyStopping. Example: ``model.fit(...).plot("curves.png")``.
+        """
+        from ..plotting import plot_history  # lazy: matplotlib stays optional
+
+        kwargs.setdefault("early_stopping", getattr(self, "early_stopping", None))
+        return plot_history(self, path, **kwargs)
+
     def state_dict(self) -> dict[str, Any]:
         return {"history": {k: list(v) for k, v in self.history.items()}, "epoch": list(self.epoch)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.epoch = list(state["epoch"])
+        self._resumed = True
 
     def __repr__(self) -> str:
         keys = ", ".join(self.history)

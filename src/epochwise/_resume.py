@@ -1,0 +1,176 @@
+"""Everything a run's future depends on, as one payload that ``torch.load(weights_only=True)`` reads.
+
+A payload is taken at a batch boundary: the module and optimizer state (with the schedule's step),
+the grad scaler, gradients of an unfinished accumulation group, the position (epoch and the number of
+batches of it already done), every RNG as it was when the epoch began (so the same data order is drawn
+again) and as it is now (dropout), the running loss and metric state of the epoch, the state of every
+callback (History included) and the last epoch's logs. Resuming restores all of it, so a run that was
+killed and resumed ends with the same bits as one that never stopped (on CPU).
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._io import cpu_state, load_into
+
+FORMAT = 1
+
+
+def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
+    version, state, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": [version, list(state), gauss],
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "data": generator.get_state() if generator is not None else None,
+    }
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
+    version, values, gauss = state["python"]
+    random.setstate((version, tuple(values), gauss))
+    np_state = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+                         "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if generator is not None and state["data"] is not None:
+        generator.set_state(state["data"])
+
+
+@dataclass
+class ResumePoint:
+    """Where the loop picks up: ``epoch``, after ``batch`` of its batches."""
+
+    epoch: int
+    batch: int
+    epoch_rng: dict | None
+    rng: dict
+    tracker: dict | None
+    epoch_logs: dict
+    stop_training: bool
+    epoch_begin_lrs: list[float] | None = None
+
+
+def capture(model: Any) -> dict[str, Any]:
+    """The payload for the loop's current position (see the module docstring)."""
+    st = model._loop_state
+    runner, module = st.runner, model.module
+    callbacks = []
+    for cb in st.callbacks.callbacks:
+        state = cb.state_dict()
+        if type(cb).__name__ == "History":
+            if st.epoch_end_logs is not None and (not state["epoch"] or state["epoch"][-1] != st.epoch - 1):
+                # taken inside on_epoch_end, before History (which comes last) recorded this epoch
+                state = {"history": {k: list(v) for k, v in state["history"].items()}, "epoch": list(state["epoch"])}
+                state["epoch"].append(st.epoch - 1)
+                for key, value in st.epoch_end_logs.items():
+                    state["history"].setdefault(key, []).append(value)
+        callbacks.append({"class": type(cb).__name__, "state": state})
+    grads = None
+    if runner.pending:
+        grads = [None if p.grad is None else p.grad.detach().to("cpu").clone() for p in module.parameters()]
+    return {
+        "epochwise_training_state": FORMAT,
+        "module": cpu_state(module.state_dict()),
+        "optimizer": model.optimizer.state_dict(),
+        "scaler": runner.scaler.state_dict() if runner.scaler is not None else None,
+        "pending": runner.pending,
+        "grads": grads,
+        "epoch": st.epoch,
+        "batch": st.next_batch,
+        "epoch_rng": st.epoch_rng,
+        "rng": rng_state(st.generator),
+        "tracker": st.tracker.state_dict() if st.next_batch else None,
+        "callbacks": callbacks,
+        "epoch_logs": dict(st.epoch_logs),
+        "epoch_begin_lrs": list(st.epoch_begin_lrs) if st.next_batch and st.epoch_begin_lrs else None,
+        "stop_training": bool(model.stop_training and st.epoch_end_logs is not None),
+    }
+
+
+def is_training_state(payload: Any) -> bool:
+    return isinstance(payload, dict) and "epochwise_training_state" in payload
+
+
+def apply(model: Any, payload: dict[str, Any], callbacks: Any, runner: Any, source: str) -> ResumePoint:
+    """Restore weights, optimizer, scaler, gradients and callback states; return where to continue."""
+    load_into(model.module, payload["module"], source)
+    model.optimizer.load_state_dict(payload["optimizer"])
+    if payload.get("scaler") is not None and runner.scaler is not None:
+        runner.scaler.load_state_dict(payload["scaler"])
+    if payload.get("grads") is not None:
+        for p, g in zip(model.module.parameters(), payload["grads"]):
+            p.grad = None if g is None else g.to(p.device)
+        runner.pending = int(payload["pending"])
+    # the k-th callback of each class gets the k-th saved state of that class
+    saved: dict[str, list[dict]] = {}
+    for entry in payload["callbacks"]:
+        saved.setdefault(entry["class"], []).append(entry["state"])
+    missing = []
+    for cb in callbacks.callbacks:
+        states = saved.get(type(cb).__name__)
+        if states:
+            cb.load_state_dict(states.pop(0))
+        elif cb.state_dict():
+            missing.append(type(cb).__name__)
+    if missing:
+        warnings.warn(f"resuming from {source}: no saved state for {missing}; they start fresh",
+                      UserWarning, stacklevel=3)
+    return ResumePoint(epoch=int(payload["epoch"]), batch=int(payload["batch"]), epoch_rng=payload["epoch_rng"],
+                       rng=payload["rng"], tracker=payload.get("tracker"), epoch_logs=dict(payload["epoch_logs"]),
+                       stop_training=bool(payload.get("stop_training", False)),
+                       epoch_begin_lrs=payload.get("epoch_begin_lrs"))
+
+
+def set_lrs(optimizer: Any, lrs: list[float] | None) -> None:
+    """Put back the LRs an epoch began with, so on_epoch_begin (LR callbacks) computes the same values again."""
+    if lrs:
+        for group, lr in zip(optimizer.torch_optimizer.param_groups, lrs):
+            group["lr"] = lr
+
+
+def start(model: Any, plan: Any, callbacks: Any, runner: Any) -> ResumePoint | None:
+    """Load what a run resumes from: a BackupAndRestore backup, else ``fit(resume_from=...)``."""
+    from ._io import CHECKPOINT_KEY, load_file
+
+    payload, source = None, None
+    for cb in callbacks.callbacks:
+        get = getattr(cb, "_resume_payload", None)
+        if callable(get):
+            found = get()
+            if found is not None:
+                payload, source = found
+    if payload is None and plan.resume_from is not None:
+        source = repr(str(plan.resume_from))
+        payload = load_file(plan.resume_from)
+        if not is_training_state(payload):
+            if CHECKPOINT_KEY not in payload:
+                raise ValueError(
+                    f"resume_from={source} holds weights only; resuming needs a full checkpoint "
+                    "(ModelCheckpoint(..., save_weights_only=False) writing a .pt file) or use model.load_weights()")
+            load_into(model.module, payload["module"], source)
+            if payload.get("optimizer") is not None:
+                model.optimizer.load_state_dict(payload["optimizer"])
+            epoch = int(payload.get("extra", {}).get("epoch", plan.initial_epoch))
+            return ResumePoint(epoch, 0, None, rng_state(None), None, {}, False)
+    if payload is None:
+        return None
+    point = apply(model, payload, callbacks, runner, source)
+    if point.batch == 0:  # an epoch boundary: the RNGs continue from here
+        set_rng_state(point.rng, model._loop_state.generator)
+    model._loop_state.epoch_logs = point.epoch_logs
+    return point

@@ -1,0 +1,124 @@
+"""BackupAndRestore: run the same script again after a kill and it continues, bit for bit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .. import _io, _resume
+from .callback import Callback
+
+__all__ = ["BackupAndRestore"]
+
+_FILE = "backup.pt"
+
+
+class BackupAndRestore(Callback):
+    """Back up everything a run's future depends on, and resume from it when fit starts again (BR1-BR7).
+
+    The backup (``<backup_dir>/backup.pt``) holds the module, the optimizer (with the schedule's step),
+    the grad scaler, the epoch and the batch within it, every RNG, the running loss and metrics of the
+    epoch, the state of every callback and the History so far; see ``docs/reliability.md``. It is
+    written atomically after all callbacks have seen the epoch end (``save_freq="epoch"``) or every
+    ``save_freq`` batches, and when a Ctrl-C / SIGTERM ends the run. Calling fit again with the same
+    callbacks continues where the backup was taken, mid-epoch included. When fit ends normally the
+    folder is deleted (``delete_checkpoint=True``); after a crash it stays.
+
+    Example::
+
+        model.fit(x, y, epochs=100, callbacks=[ew.callbacks.BackupAndRestore("backup")])
+        # killed at epoch 37? run the same line again: it continues at epoch 37
+
+    Differences from Keras (BR6, BR7): ``save_freq`` must be "epoch" or a positive int (Keras saves every
+    batch for ``False`` or 0); the resume point is exact to the batch (Keras restarts the epoch), History
+    covers the whole run, and nothing leaks into a later fit without the callback.
+    """
+
+    def __init__(self, backup_dir: str | os.PathLike, save_freq: str | int = "epoch",
+                 delete_checkpoint: bool = True, double_checkpoint: bool = False) -> None:
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("BackupAndRestore needs backup_dir, a folder for the backup, e.g. 'backup'")  # BR1
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"save_freq must be 'epoch' or a positive number of batches, got {save_freq!r}")
+        self.backup_dir = Path(backup_dir)
+        self.save_freq = save_freq
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self.double_checkpoint = bool(double_checkpoint)
+        self.batches_seen = 0
+        self.saves = 0
+        self.resumed_from: tuple[int, int] | None = None
+        self._failed_warned = False
+
+    @property
+    def path(self) -> Path:
+        return self.backup_dir / _FILE
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"batches_seen": self.batches_seen}
+
+    # called by fit before on_train_begin (see _resume.start)
+    def _resume_payload(self) -> tuple[dict, str] | None:
+        self.resumed_from = None
+        for candidate in (self.path, self.path.with_suffix(".pt.bkp")):
+            if not candidate.exists():
+                continue
+            try:
+                payload = _io.load_file(candidate)
+            except (OSError, RuntimeError, ValueError) as err:  # BR4: fall back to the previous backup
+                warnings.warn(f"BackupAndRestore: could not read {str(candidate)!r} ({err}); trying the next",
+                              UserWarning, stacklevel=2)
+                continue
+            if _resume.is_training_state(payload):
+                self.resumed_from = (int(payload["epoch"]), int(payload["batch"]))
+                return payload, repr(str(candidate))
+        return None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.resumed_from is None:
+            self.batches_seen = 0
+
+    def _after_train_batch_end(self, batch: int) -> None:
+        if self.save_freq == "epoch":
+            return
+        self.batches_seen += 1
+        if self.batches_seen % self.save_freq == 0:
+            self._save()
+
+    def _after_epoch_end(self, epoch: int) -> None:
+        if self.save_freq == "epoch":
+            self._save()
+
+    def _after_interrupt(self) -> None:
+        self._save()  # Ctrl-C / SIGTERM mid-epoch: where we are, before on_train_end restores any weights
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        state = getattr(self.model, "_loop_state", None)
+        if state is not None and state.interrupted:
+            return  # keep the backup (taken at the interruption or at the last save) to resume from
+        if self.delete_checkpoint and self.backup_dir.exists():  # BR5
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+    def _save(self) -> None:
+        """A periodic save that fails warns and training goes on; the previous backup stays intact."""
+        try:
+            payload = _resume.capture(self.model)
+            if self.double_checkpoint and self.path.exists():
+                shutil.copyfile(self.path, self.path.with_suffix(".pt.bkp"))
+            _io.save_checkpoint(self.path, payload)
+            self.saves += 1
+        except OSError as err:
+            if not self._failed_warned:
+                self._failed_warned = True
+                warnings.warn(f"BackupAndRestore could not write {str(self.path)!r}: {err}. Training goes on; "
+                              "the previous backup, if any, is intact.", UserWarning, stacklevel=2)
+
+    def summary(self) -> str | None:
+        if self.resumed_from is None:
+            return None
+        epoch, batch = self.resumed_from
+        where = f"epoch {epoch + 1}" if batch == 0 else f"batch {batch + 1} of epoch {epoch + 1}"
+        return f"resumed from {self.path} at {where}"
