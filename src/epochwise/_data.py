@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
+
 Batch = tuple[Any, Any, Any]  # (x, y, sample_weight); y and sample_weight may be None
 
 
@@ -179,8 +181,11 @@ class ArrayBatches:
         shuffle: bool | str = False,
         generator: torch.Generator | None = None,
         device: torch.device | None = None,
+        shard: str | None = None,
     ) -> None:
         self.data, self.batch_size, self.shuffle, self.generator = data, batch_size, shuffle, generator
+        # under torchrun: "train" = this rank's padded shard of each epoch's order, "eval" = disjoint, unpadded
+        self.shard = shard if distributed.is_distributed() else None
         self.device = device or torch.device("cpu")
         # Keep the data on the training device when it fits comfortably, so a batch is one gather there.
         self.stored = data
@@ -191,7 +196,12 @@ class ArrayBatches:
         self.on_device = self.stored is not data or self.device.type == "cpu"
 
     def __len__(self) -> int:
-        return math.ceil(self.data.n / self.batch_size)
+        return math.ceil(self._rows() / self.batch_size)
+
+    def _rows(self) -> int:
+        if self.shard is None:
+            return self.data.n
+        return distributed.shard_bounds(self.data.n, pad=self.shard == "train")[2]
 
     def _order(self) -> torch.Tensor:
         n, b = self.data.n, self.batch_size
@@ -210,14 +220,20 @@ class ArrayBatches:
 
     def iterate(self, skip: int = 0) -> Iterator[Batch]:
         """This epoch's batches after the first ``skip``; the data order is drawn now, not lazily."""
-        order = self._order().to(self.device if self.on_device else "cpu")
+        order = self._order()
+        if self.shard == "train":  # the same order on every rank (same seed): this rank's part of each global batch
+            order = order[distributed.train_positions(self.data.n, self.batch_size)]
+        elif self.shard == "eval":  # a contiguous, unpadded shard: no sample counts twice
+            start, stop, _ = distributed.shard_bounds(self.data.n, pad=False)
+            order = order[start:stop]
+        order = order.to(self.device if self.on_device else "cpu")
         return self._batches(order, skip * self.batch_size)
 
     def _batches(self, order: torch.Tensor, first: int) -> Iterator[Batch]:
         d = self.stored
-        for start in range(first, d.n, self.batch_size):
+        for start in range(first, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            if self.shuffle is False:
+            if self.shuffle is False and self.shard is None:
                 x = map_structure(lambda t, s=start: t[s : s + self.batch_size], d.x)
                 y = map_structure(lambda t, s=start: t[s : s + self.batch_size], d.y)
                 sw = None if d.sample_weight is None else d.sample_weight[start : start + self.batch_size]
@@ -251,9 +267,15 @@ def unpack_batch(batch: Any) -> Batch:
 
 
 class SourceBatches:
-    """Batches from a DataLoader, a Dataset (batched here) or any iterable of batches."""
+    """Batches from a DataLoader, a Dataset (batched here) or any iterable of batches.
 
-    def __init__(self, source: Any, device: torch.device) -> None:
+    Under torchrun a DataLoader with the default sampler gets a :class:`~epochwise.distributed.ShardSampler`
+    (``shard="train"``: padded, shuffled like the original; ``"eval"``: disjoint, in order).
+    """
+
+    def __init__(self, source: Any, device: torch.device, shard: str | None = None, seed: int = 0) -> None:
+        if shard is not None and distributed.is_distributed():
+            source = _sharded_loader(source, shard, seed)
         self.source, self.device = source, device
         self.pin = device.type == "cuda"
 
@@ -275,6 +297,21 @@ class SourceBatches:
                 to_device(y, self.device, self.pin),
                 to_device(sw, self.device, self.pin),
             )
+
+
+def _sharded_loader(loader: Any, shard: str, seed: int) -> Any:
+    DataLoader = torch.utils.data.DataLoader
+    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, torch.utils.data.IterableDataset):
+        return loader  # iterables and iterable datasets: the user shards them (documented)
+    if not isinstance(loader.sampler, (torch.utils.data.RandomSampler, torch.utils.data.SequentialSampler)):
+        return loader  # the user's own sampler (a DistributedSampler, say) stays
+    if loader.batch_size is None:
+        return loader
+    sampler = distributed.ShardSampler(len(loader.dataset), shuffle=isinstance(loader.sampler, torch.utils.data.RandomSampler),
+                                       seed=seed, pad=shard == "train", batch_size=loader.batch_size)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+                      worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers)
 
 
 def dataset_loader(
@@ -379,7 +416,7 @@ def eval_batches(
         arrays = ArrayData(*data, names=(f"{name}[0]", f"{name}[1]", f"{name}[2]"))
         if check_finite:
             arrays.check_finite()
-        return EpochIterator(ArrayBatches(arrays, batch_size, device=device), steps, what=name), arrays.n
+        return EpochIterator(ArrayBatches(arrays, batch_size, device=device, shard="eval"), steps, what=name), arrays.n
     if isinstance(data, (tuple, list)) and data and is_array_input(data[0]) and len(data) not in (2, 3):
         raise ValueError(
             f"{name} must be (x, y) or (x, y, sample_weight), got a sequence of {len(data)} items"
@@ -388,7 +425,7 @@ def eval_batches(
         raise ValueError(f"{name} holds inputs but no targets; pass (x_val, y_val)")
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
         data = dataset_loader(data, batch_size, False, None)
-    return EpochIterator(SourceBatches(data, device), steps, what=name), source_samples(data)
+    return EpochIterator(SourceBatches(data, device, shard="eval"), steps, what=name), source_samples(data)
 
 
 def reject_for_source(**given: Any) -> None:

@@ -42,6 +42,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     target = Path(path)
     if target.is_dir():
         raise IsADirectoryError(f"cannot save to {str(target)!r}: it is a directory; give a file name")
+    from . import distributed
+
+    if not distributed.is_main_process():
+        return  # under torchrun only rank 0 writes; the others meet it at the next barrier
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

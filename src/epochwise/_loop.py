@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _resume
+from . import _resume, distributed
 from ._data import EpochIterator, first_leaf, map_structure
 from ._signals import interrupt_guard
 from ._step import StepRunner
@@ -72,7 +72,13 @@ class Tracker:
             m.update_state(y, pred, None if i < self.n_plain else sw)
 
     def logs(self) -> dict[str, float]:
-        """Sorted float logs (G2): one host sync for all values."""
+        """Sorted float logs (G2): one host sync for all values; under torchrun, exact over all ranks
+        (sums and counts reduced, not averages of averages)."""
+        if distributed.is_distributed():
+            return _reduced_logs(self)
+        return self.local_logs()
+
+    def local_logs(self) -> dict[str, float]:
         if self.count == 0:
             return {}
         names = ["loss"] + [m.name for m in self.metrics]
@@ -99,6 +105,57 @@ class Tracker:
         self.first_bad = None if state["first_bad"] is None else state["first_bad"].to(device)
         for m, ms in zip(self.metrics, state["metrics"]):
             m.load_state_dict(ms, device)
+
+
+def _reduced_logs(tracker: Tracker) -> dict[str, float]:
+    """Sum the loss and every metric's state across ranks, then compute each value once."""
+    import copy
+
+    device = tracker.model.device
+    plain = [m for m in tracker.metrics if not hasattr(m, "metric")]  # torchmetrics sync themselves
+    states = [m.state_dict() for m in plain]
+    leaves: list[Any] = []
+    for state in states:
+        _collect(state, leaves)
+    total = tracker.total if tracker.total is not None else torch.zeros((), device=device)
+    reduced = distributed.sum_numbers([total.detach().float(), float(tracker.count), *leaves], device)
+    count = float(reduced[1])
+    if count == 0:
+        return {}
+    values = {"loss": float(reduced[0]) / count}
+    it = iter(reduced[2:])
+    for m, state in zip(plain, states):
+        merged = copy.deepcopy(m)
+        merged.load_state_dict(_fill(state, it), device)
+        values[m.name] = float(merged.result())
+    for m in tracker.metrics:
+        if m not in plain:
+            values[m.name] = float(m.result())
+    return dict(sorted(values.items()))
+
+
+def _collect(state: Any, out: list) -> None:
+    for key in sorted(state):
+        value = state[key]
+        if isinstance(value, dict):
+            _collect(value, out)
+        elif isinstance(value, torch.Tensor) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            out.append(value)
+
+
+def _fill(state: Any, it: Any) -> Any:
+    filled = {}
+    for key in sorted(state):
+        value = state[key]
+        if isinstance(value, dict):
+            filled[key] = _fill(value, it)
+        elif isinstance(value, torch.Tensor):
+            filled[key] = next(it).to(value.dtype)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            filled[key] = type(value)(next(it).item())
+        else:
+            filled[key] = value
+    return filled
 
 
 @dataclass
@@ -145,8 +202,8 @@ def _validate_now(epoch: int, freq: Any) -> bool:
 
 def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> tuple[Any, LoopState]:
     module, loss_fn, optimizer = model.module, model._loss, model.optimizer
-    runner = StepRunner(model)
-    forward_module = runner.forward_module  # torch.compile's wrapper, or the module itself
+    runner = StepRunner(model, training=True)
+    forward_module = runner.forward_module  # DDP's and torch.compile's wrappers, or the module itself
     tracker = Tracker(model)
     tracker.track_nonfinite = not any(type(cb).__name__ == "TerminateOnNaN" for cb in callbacks.callbacks)
     st = LoopState(callbacks, tracker, runner, plan.train.generator, epoch=plan.initial_epoch)
@@ -159,6 +216,7 @@ def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> tuple[Any, L
     after_batch = [cb._after_train_batch_end for cb in callbacks.callbacks if hasattr(cb, "_after_train_batch_end")]
     after_epoch = [cb._after_epoch_end for cb in callbacks.callbacks if hasattr(cb, "_after_epoch_end")]
     check_first = plan.check_first
+    multi = distributed.is_distributed()
     try:
         with interrupt_guard(st, model):
             resume = _resume.start(model, plan, callbacks, runner)  # BackupAndRestore or resume_from
@@ -178,19 +236,24 @@ def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> tuple[Any, L
                     if listen_begin:
                         callbacks.on_train_batch_begin(step, {})
                     n = batch_size_of(x)
-                    with runner.autocast():
-                        y_pred = call_module(forward_module, x)
-                        if check_first is not None:  # before the first update: output and target shapes, labels
-                            check_first(y, y_pred)
-                            check_first = None
-                        loss = loss_fn(y, y_pred, sw)
-                    runner.backward(loss)  # steps the optimizer every accumulate_steps batches
+                    with runner.sync_context():
+                        with runner.autocast():
+                            y_pred = call_module(forward_module, x)
+                            if check_first is not None:  # before the first update: shapes, labels
+                                check_first(y, y_pred)
+                                check_first = None
+                            loss = loss_fn(y, y_pred, sw)
+                        runner.backward(loss)  # steps the optimizer every accumulate_steps batches
                     tracker.update(loss, y, y_pred, sw, n)
                     st.next_batch = step + 1
                     if listen_end:
-                        callbacks.on_train_batch_end(step, _memo(tracker.logs))
+                        callbacks.on_train_batch_end(step, _memo(tracker.logs), tracker.local_logs)
+                    if multi:  # one rank's stop (a callback, a signal) stops every rank
+                        _agree(st, model)
                     for hook in after_batch:
                         hook(step)
+                    if after_batch and multi:
+                        distributed.barrier()  # rank 0 wrote the backup
                     if model.stop_training:  # L2
                         break
                 if st.interrupted:  # a signal: no validation and no epoch end for a partial epoch
@@ -211,8 +274,12 @@ def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> tuple[Any, L
                 st.epoch, st.next_batch, st.epoch_rng = epoch + 1, 0, None
                 st.epoch_logs = st.epoch_end_logs = epoch_logs
                 callbacks.on_epoch_end(epoch, epoch_logs)
+                if multi:
+                    _agree(st, model)
                 for hook in after_epoch:
                     hook(epoch)
+                if multi:
+                    distributed.barrier()  # rank 0 wrote its files; the others wait for them
                 st.epoch_end_logs = None
                 if model.stop_training:
                     break
@@ -233,6 +300,9 @@ def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> tuple[Any, L
 
 def _start_epoch(st: LoopState, plan: FitPlan, resume: Any, tracker: Tracker, device: Any) -> Any:
     """The epoch's batches; a resumed epoch redraws the same data order and skips what was done."""
+    sampler = getattr(getattr(plan.train.batches, "source", None), "sampler", None)
+    if hasattr(sampler, "set_epoch"):  # DistributedSampler / ShardSampler: a new order each epoch
+        sampler.set_epoch(st.epoch)
     if resume is None:
         st.epoch_rng = _resume.rng_state(st.generator)
         return plan.train.epoch(0)
@@ -244,6 +314,12 @@ def _start_epoch(st: LoopState, plan: FitPlan, resume: Any, tracker: Tracker, de
         tracker.load_state_dict(resume.tracker, device)
     return batches
 
+
+def _agree(st: LoopState, model: Any) -> None:
+    flags = distributed.sum_numbers([float(bool(model.stop_training)), float(st.interrupted or 0)], model.device)
+    model.stop_training = bool(flags[0] > 0)
+    if flags[1] > 0 and not st.interrupted:
+        st.interrupted = int(flags[1]) if int(flags[1]) in (2, 15) else 2
 
 def _note_nonfinite(st: LoopState, epoch: int, logs: dict) -> None:
     if st.nonfinite is None and st.tracker.track_nonfinite and not math.isfinite(logs.get("loss", 0.0)):
@@ -280,8 +356,8 @@ def evaluate_loop(model: Any, batches: EpochIterator, callbacks: CallbackList) -
                     y_pred = call_module(runner.forward_module, x)
                     loss = loss_fn(y, y_pred, sw)
                 tracker.update(loss, y, y_pred, sw, batch_size_of(x))
-                if listen_end:
-                    callbacks.on_test_batch_end(step, _memo(tracker.logs))
+                if listen_end:  # this rank's running values (shards may differ in length)
+                    callbacks.on_test_batch_end(step, tracker.local_logs)
         logs = tracker.logs()
     finally:
         module.train(was_training)
@@ -312,6 +388,11 @@ def predict_loop(model: Any, batches: EpochIterator, callbacks: CallbackList) ->
     finally:
         module.train(was_training)
     callbacks.on_predict_end({})
+    if distributed.is_distributed():  # each rank predicted a contiguous shard: every rank gets all, in order
+        parts = [p for p in distributed.gather_objects(_concat(outputs) if outputs else None) if p is not None]
+        if not parts:
+            raise ValueError("predict got no batches: the input is empty")
+        return _concat(parts)
     if not outputs:
         raise ValueError("predict got no batches: the input is empty")
     return _concat(outputs)

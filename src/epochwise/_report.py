@@ -66,6 +66,11 @@ def run_plan(
     if n_val is not None:
         what += f", validate on {n_val:,}"
     parts = [what]
+    from . import distributed
+
+    world = distributed.world_size()
+    if batch_size and world > 1:  # batch_size is per process under torchrun
+        parts.append(f"{world} processes x batch {batch_size:,} = global batch {world * batch_size:,}")
     if steps is not None:
         per = (
             f"batch {batch_size:,} -> {steps:,} iterations/epoch"

@@ -83,8 +83,14 @@ def capture(model: Any) -> dict[str, Any]:
     grads = None
     if runner.pending:
         grads = [None if p.grad is None else p.grad.detach().to("cpu").clone() for p in module.parameters()]
+    per_rank = {"rng": rng_state(st.generator), "epoch_rng": st.epoch_rng,
+                "tracker": st.tracker.state_dict() if st.next_batch else None, "grads": grads}
+    from . import distributed
+
+    ranks = distributed.gather_objects(per_rank) if distributed.is_distributed() else None
     return {
         "epochwise_training_state": FORMAT,
+        "ranks": ranks,
         "module": cpu_state(module.state_dict()),
         "optimizer": model.optimizer.state_dict(),
         "scaler": runner.scaler.state_dict() if runner.scaler is not None else None,
@@ -108,6 +114,11 @@ def is_training_state(payload: Any) -> bool:
 
 def apply(model: Any, payload: dict[str, Any], callbacks: Any, runner: Any, source: str) -> ResumePoint:
     """Restore weights, optimizer, scaler, gradients and callback states; return where to continue."""
+    from . import distributed
+
+    ranks = payload.get("ranks")
+    if ranks and len(ranks) == distributed.world_size():  # this rank's own RNGs, running state, gradients
+        payload = {**payload, **ranks[distributed.rank()]}
     load_into(model.module, payload["module"], source)
     model.optimizer.load_state_dict(payload["optimizer"])
     if payload.get("scaler") is not None and runner.scaler is not None:

@@ -36,7 +36,7 @@ class StepRunner:
     ``"16-mixed"`` a ``GradScaler`` scales the loss and skips steps whose gradients overflow.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, training: bool = False) -> None:
         self.model = model
         device = model.device
         dtype = model._precision_dtype
@@ -44,12 +44,19 @@ class StepRunner:
         self.scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
         self.accumulate = model._accumulate_steps
         self.pending = 0
-        self.forward_module = model._forward_module()
+        self.forward_module = model._forward_module(training)
+        self.ddp = self.forward_module if hasattr(self.forward_module, "no_sync") else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_args is None:
             return contextlib.nullcontext()
         return torch.autocast(**self.autocast_args)
+
+    def sync_context(self) -> contextlib.AbstractContextManager:
+        """DDP's ``no_sync`` on the batches of an accumulation group that do not step (forward and backward)."""
+        if self.ddp is not None and self.pending + 1 < self.accumulate:
+            return self.ddp.no_sync()
+        return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.accumulate > 1:
@@ -66,9 +73,15 @@ class StepRunner:
         if self.pending:
             with torch.no_grad():
                 factor = self.accumulate / self.pending
-                for p in self.model.module.parameters():
-                    if p.grad is not None:
-                        p.grad.mul_(factor)
+                grads = [p.grad for p in self.model.module.parameters() if p.grad is not None]
+                if self.ddp is not None:  # accumulated under no_sync: average across ranks here
+                    import torch.distributed as dist
+
+                    for g in grads:
+                        dist.all_reduce(g)
+                    factor /= dist.get_world_size()
+                for g in grads:
+                    g.mul_(factor)
             self._apply()
 
     def _apply(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from . import _data, _io, _loop, _report, _resume, _signals, _step
+from . import _data, _io, _loop, _report, _resume, _signals, _step, distributed
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -79,8 +79,10 @@ class Model:
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"Model needs a torch.nn.Module, got {type(module).__name__}")
         self.module = module
-        self.device = resolve_device(device)
+        # under torchrun: the process group is initialised and each process takes its local GPU
+        self.device = distributed.setup(resolve_device(device), device_was_auto=device == "auto")
         self.module.to(self.device)
+        self._ddp_module: Any = None
         self.seed = seed
         self.optimizer: optimizers_mod.Optimizer | None = None
         self.loss: Any = None
@@ -167,13 +169,21 @@ class Model:
                 m.name = f"weighted_{m.name}"
         self._weighted_metrics = weighted
 
-    def _forward_module(self) -> torch.nn.Module:
-        """The module fit / evaluate / predict call: torch.compile's wrapper when asked for, built once."""
+    def _forward_module(self, training: bool = False) -> torch.nn.Module:
+        """The module fit / evaluate / predict call: DDP's wrapper for training under torchrun, and
+        torch.compile's when asked for; built once. ``model.module`` stays the user's module."""
+        module = self.module
+        if training and distributed.is_distributed():
+            if self._ddp_module is None:
+                self._ddp_module = distributed.wrap_module(self.module, self.device)
+            module = self._ddp_module
         if getattr(self, "_compile_args", None) is None:
-            return self.module
-        if self._compiled_module is None:
-            self._compiled_module = torch.compile(self.module, **self._compile_args)
-        return self._compiled_module
+            return module
+        cache = self._compiled_module if isinstance(self._compiled_module, dict) else {}
+        if id(module) not in cache:
+            cache[id(module)] = torch.compile(module, **self._compile_args)
+        self._compiled_module = cache
+        return cache[id(module)]
 
     @property
     def compiled(self) -> bool:
@@ -272,7 +282,7 @@ class Model:
                 train.check_finite()
             bs = batch_size or (math.ceil(train.n / steps_per_epoch) if steps_per_epoch else 32)  # F3
             batches = _data.ArrayBatches(
-                train, bs, shuffle=_plain_shuffle(shuffle), generator=generator, device=self.device
+                train, bs, shuffle=_plain_shuffle(shuffle), generator=generator, device=self.device, shard="train"
             )
             full_y = train.y
             n_train = train.n
@@ -292,7 +302,7 @@ class Model:
                     UserWarning,
                     stacklevel=2,
                 )
-            batches = _data.SourceBatches(x, self.device)
+            batches = _data.SourceBatches(x, self.device, shard="train", seed=self._data_seed)
             bs, full_y, n_train = getattr(x, "batch_size", None), None, _data.source_samples(x)
             val_arrays = None
         train_iter = _data.EpochIterator(batches, steps_per_epoch)
@@ -310,7 +320,7 @@ class Model:
         elif val_arrays is not None:
             n_val = val_arrays.n
             val_iter = _data.EpochIterator(
-                _data.ArrayBatches(val_arrays, validation_batch_size or bs or 32, device=self.device),
+                _data.ArrayBatches(val_arrays, validation_batch_size or bs or 32, device=self.device, shard="eval"),
                 validation_steps,
                 what="validation data",
             )
@@ -332,7 +342,7 @@ class Model:
             batch_size=bs,
             resume_from=resume_from,
         )
-        if level:
+        if level and distributed.is_main_process():
             print(
                 _report.run_plan(
                     n_train=n_train,
@@ -349,9 +359,10 @@ class Model:
             )
         if seed is not None or self.seed is not None:
             torch.manual_seed(seed if seed is not None else self.seed)  # dropout and other module randomness
-        history, state = _loop.fit_loop(self, plan, cbs)
+        with distributed.quiet_unless_main():
+            history, state = _loop.fit_loop(self, plan, cbs)
         self.history = history
-        if level:
+        if level and distributed.is_main_process():
             lines = cbs.summaries() + _report.run_notes(state, history)
             if lines:
                 print("; ".join(lines), flush=True)
@@ -393,7 +404,8 @@ class Model:
         batches, _ = _data.eval_batches(self.device, data, batch_size or 32, steps, "x", True)
         params = {"verbose": verbose, "epochs": 1, "steps": batches.num_steps()}
         cbs = CallbackList(callbacks, model=self, params=params, progbar=ProgbarLogger() if level else None)
-        logs = _loop.evaluate_loop(self, batches, cbs)
+        with distributed.quiet_unless_main():
+            logs = _loop.evaluate_loop(self, batches, cbs)
         if return_dict:
             return logs
         order = [n for n in self.metrics_names if n in logs] + sorted(
@@ -415,15 +427,17 @@ class Model:
         _positive_int(batch_size, "batch_size")
         _positive_int(steps, "steps")
         if _data.is_array_input(x):
-            batches = _data.ArrayBatches(_data.ArrayData(x), batch_size or 32, device=self.device)
+            batches = _data.ArrayBatches(_data.ArrayData(x), batch_size or 32, device=self.device, shard="eval")
         elif isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
-            batches = _data.SourceBatches(_data.dataset_loader(x, batch_size or 32, False, None), self.device)
+            loader = _data.dataset_loader(x, batch_size or 32, False, None)
+            batches = _data.SourceBatches(loader, self.device, shard="eval")
         else:
-            batches = _data.SourceBatches(x, self.device)
+            batches = _data.SourceBatches(x, self.device, shard="eval")
         it = _data.EpochIterator(batches, steps, what="predict input")
         params = {"verbose": verbose, "epochs": 1, "steps": it.num_steps()}
         cbs = CallbackList(callbacks, model=self, params=params, progbar=ProgbarLogger() if level else None)
-        return _loop.predict_loop(self, it, cbs)
+        with distributed.quiet_unless_main():
+            return _loop.predict_loop(self, it, cbs)
 
     # --- weights ------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, torch.Tensor]:
@@ -474,8 +488,12 @@ class Model:
     def _generator(self, seed: int | None) -> torch.Generator:
         gen = torch.Generator()
         chosen = seed if seed is not None else self.seed
-        # without a seed, draw one from torch's global RNG so torch.manual_seed still fixes the order
-        gen.manual_seed(chosen if chosen is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        # without a seed, draw one from torch's global RNG so torch.manual_seed still fixes the order;
+        # under torchrun every rank takes rank 0's, so the shards of each epoch's order never overlap
+        if chosen is None:
+            chosen = int(torch.randint(0, 2**62, (1,)).item())
+        self._data_seed = distributed.broadcast_int(chosen)
+        gen.manual_seed(self._data_seed)
         return gen
 
     def _expected_keys(self, validating: bool) -> list[str]:

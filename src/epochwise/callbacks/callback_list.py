@@ -111,11 +111,12 @@ class CallbackList:
         for cb in self._listeners[hook]:
             getattr(cb, hook)(*args)
 
-    def _call_batch_end(self, hook: str, batch: int, get_logs: Callable[[], dict]) -> None:
+    def _call_batch_end(self, hook: str, batch: int, get_logs: Callable[[], dict],
+                        local_logs: Callable[[], dict] | None = None) -> None:
         logs = None
         for cb in self._listeners[hook]:
-            if getattr(cb, "lazy_batch_logs", False):
-                getattr(cb, hook)(batch, get_logs)
+            if getattr(cb, "lazy_batch_logs", False):  # the progress bar: this rank's values, no collective
+                getattr(cb, hook)(batch, local_logs or get_logs)
             else:
                 if logs is None:
                     logs = get_logs()
@@ -137,8 +138,9 @@ class CallbackList:
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._call("on_train_batch_begin", batch, {} if logs is None else logs)
 
-    def on_train_batch_end(self, batch: int, get_logs: Callable[[], dict] | dict | None = None) -> None:
-        self._call_batch_end("on_train_batch_end", batch, _thunk(get_logs))
+    def on_train_batch_end(self, batch: int, get_logs: Callable[[], dict] | dict | None = None,
+                           local_logs: Callable[[], dict] | None = None) -> None:
+        self._call_batch_end("on_train_batch_end", batch, _thunk(get_logs), local_logs)
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         self._call("on_test_begin", {} if logs is None else logs)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import distributed
 from .callback import Callback
 
 __all__ = ["CSVLogger"]
@@ -81,6 +82,8 @@ class CSVLogger(Callback):
         self._resume_pending = True
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        if not distributed.is_main_process():  # under torchrun only rank 0 writes
+            return
         self._close()  # a previous fit that raised (L3) may have left the file open
         if os.path.isdir(self.filename):
             raise IsADirectoryError(
@@ -109,6 +112,8 @@ class CSVLogger(Callback):
         self._expected = list(getattr(self.model, "expected_log_keys", None) or [])
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not distributed.is_main_process():  # under torchrun only rank 0 writes
+            return
         logs = logs or {}
         if self.columns is None:  # CSV3, fixed: what fit announced plus what the first epoch logged
             self.columns = ["epoch", *sorted((set(self._expected) | set(logs)) - {"epoch"})]
@@ -137,6 +142,8 @@ class CSVLogger(Callback):
         self.file_position = self._file.tell()
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        if not distributed.is_main_process():  # under torchrun only rank 0 writes
+            return
         self._close()  # CSV5
 
     def _close(self) -> None:

@@ -1,0 +1,108 @@
+"""Run under torchrun (or alone) by tests/test_distributed.py; writes what it saw to --out.<rank>.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+import epochwise as ew
+from epochwise import _io, distributed
+
+
+class StopOnRank(ew.callbacks.Callback):
+    """Only one rank decides to stop: every rank must stop with it, and none may hang."""
+
+    def __init__(self, rank, epoch, batch):
+        super().__init__()
+        self.at = (rank, epoch, batch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (distributed.rank(), self.model._loop_state.epoch, batch) == self.at:
+            self.model.stop_training = True
+
+
+class Crash(ew.callbacks.Callback):
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at:
+            os._exit(3)  # like a kill: no cleanup at all
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--mode", default="plain", choices=["plain", "stop", "files", "resume", "loader"])
+    parser.add_argument("--crash-at", type=int, default=0)
+    parser.add_argument("--folder", default="")
+    parser.add_argument("--accumulate", type=int, default=1)
+    parser.add_argument("--clip", type=float, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
+    model = ew.Model(net, device="cpu", seed=4)
+    model.compile(optimizer=ew.optimizers.SGD(learning_rate=0.1, global_clipnorm=args.clip),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], accumulate_steps=args.accumulate)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 5)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    xv = rng.normal(size=(21, 5)).astype("float32")  # 21: uneven validation shards (11 + 10)
+    yv = rng.integers(0, 3, 21)
+    callbacks = []
+    writes = []
+    real_write = _io.atomic_write
+
+    def spy(path, write):
+        if distributed.is_main_process():
+            writes.append(str(path))
+        real_write(path, write)
+
+    _io.atomic_write = spy
+    if args.mode == "stop":
+        callbacks.append(StopOnRank(rank=1, epoch=1, batch=1))
+    if args.mode == "files":
+        callbacks += [ew.callbacks.ModelCheckpoint(os.path.join(args.folder, "best.pt"), save_best_only=True),
+                      ew.callbacks.CSVLogger(os.path.join(args.folder, "log.csv"))]
+    if args.mode == "resume":
+        callbacks.append(ew.callbacks.BackupAndRestore(args.folder, save_freq=1))
+        if args.crash_at:
+            callbacks.append(Crash(args.crash_at))
+    data = (x, y)
+    if args.mode == "loader":
+        gen = torch.Generator().manual_seed(0)
+        data = (torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+                                            batch_size=args.batch_size, shuffle=True, generator=gen),)
+        history = model.fit(*data, epochs=3, validation_data=(xv, yv), callbacks=callbacks, verbose=0)
+    else:
+        history = model.fit(x, y, batch_size=args.batch_size, epochs=3, validation_data=(xv, yv),
+                            callbacks=callbacks, verbose=0)
+    evaluation = model.evaluate(xv, yv, batch_size=4, return_dict=True, verbose=0)
+    prediction = model.predict(xv, batch_size=4, verbose=0)
+    if args.folder and args.mode == "files":
+        model.save_weights(os.path.join(args.folder, "final.pt"))
+    record = {
+        "rank": distributed.rank(), "world": distributed.world_size(), "history": history.history,
+        "epoch": history.epoch, "evaluate": evaluate_dict(evaluation), "prediction": prediction.tolist(),
+        "weights": {k: v.tolist() for k, v in model.module.state_dict().items()}, "writes": writes,
+        "module_type": type(model.module).__name__, "keys": list(model.module.state_dict()),
+    }
+    with open(f"{args.out}.{distributed.rank()}.json", "w") as fh:
+        json.dump(record, fh)
+
+
+def evaluate_dict(d):
+    return {k: float(v) for k, v in d.items()}
+
+
+if __name__ == "__main__":
+    main()
