@@ -8,9 +8,9 @@ Example::
     history = model.fit(x, y, batch_size=64, epochs=10, validation_split=0.2)
 """
 
-from . import callbacks, losses, metrics, optimizers
+from . import callbacks, distributed, losses, metrics, optimizers, schedules
 from .model import Model
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "callbacks", "losses", "metrics", "optimizers", "__version__"]
+__all__ = ["Model", "callbacks", "distributed", "losses", "metrics", "optimizers", "schedules", "__version__"]

@@ -94,7 +94,11 @@ def run_plan(
     parts.append(str(device))
     parts.append(loss)
     lines = [" | ".join(parts)]
-    if n_train is not None and batch_size and not steps_given:
+    if world > 1 and n_train is not None:
+        per = math.ceil(n_train / world)
+        lines.append(f"  each process trains on {per:,} of the {n_train:,} samples per epoch (the order is padded "
+                     f"to {per * world:,} so every process runs the same number of steps)")
+    elif n_train is not None and batch_size and not steps_given:
         full, rest = divmod(n_train, batch_size)
         if rest:
             lines.append(
