@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import math
 import os
 import warnings
 from typing import Any
 
 import torch
 
-from . import _data, _io, _loop, _report, _resume, _signals, _step, distributed
+from . import _data, _fit_args, _io, _loop, _report, _resume, _signals, _step, distributed
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -20,18 +19,6 @@ from .callbacks.progbar_logger import ProgbarLogger
 
 __all__ = ["Model"]
 
-
-class _DefaultTrue:
-    """The default of ``shuffle``: true, but distinguishable from a ``True`` the user passed (§14, F9)."""
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __repr__(self) -> str:
-        return "True"
-
-
-_SHUFFLE_DEFAULT: Any = _DefaultTrue()
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -49,14 +36,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(
             f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
         ) from err
-
-
-def _positive_int(value: Any, name: str, *, allow_none: bool = True, minimum: int = 1) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {bound}{' or None' if allow_none else ''}, got {value!r}")
 
 
 class Model:
@@ -212,7 +191,7 @@ class Model:
         callbacks: Any = None,
         validation_split: float = 0.0,
         validation_data: Any = None,
-        shuffle: bool | str = _SHUFFLE_DEFAULT,
+        shuffle: bool | str = _fit_args.SHUFFLE_DEFAULT,
         class_weight: dict | None = None,
         sample_weight: Any = None,
         initial_epoch: int = 0,
@@ -232,99 +211,18 @@ class Model:
         """
         self._require_compiled("fit")
         level = _report.verbosity(verbose)
-        _positive_int(batch_size, "batch_size")
-        _positive_int(epochs, "epochs", allow_none=False, minimum=0)
-        _positive_int(initial_epoch, "initial_epoch", allow_none=False, minimum=0)
-        _positive_int(steps_per_epoch, "steps_per_epoch")
-        _positive_int(validation_steps, "validation_steps")
-        _positive_int(validation_batch_size, "validation_batch_size")
-        _check_validation_freq(validation_freq)
-        if shuffle not in (True, False, "batch") and not isinstance(shuffle, _DefaultTrue):
-            raise ValueError(f"shuffle must be True, False or 'batch', got {shuffle!r}")
-        if (
-            isinstance(validation_split, bool)
-            or not isinstance(validation_split, (int, float))
-            or not (validation_split == 0 or 0 < validation_split < 1)
-        ):
-            raise ValueError(
-                f"validation_split must be a fraction strictly between 0 and 1, got {validation_split!r}"
-            )
-        if class_weight is not None and sample_weight is not None:
-            raise ValueError(
-                "pass class_weight or sample_weight, not both: fold the class weights into sample_weight"
-            )
-        if class_weight is not None and not isinstance(class_weight, dict):
-            raise ValueError(
-                f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}"
-            )
-        if x is None:
-            raise ValueError(
-                "fit() needs training data: x (and y), a Dataset, a DataLoader or an iterable of batches"
-            )
-
-        generator = self._generator(seed)
-        array_input = _data.is_array_input(x)
-        n_val = None
-        if array_input:
-            if y is None:
-                raise ValueError("fit() got x as arrays but no y; pass the targets as y=...")
-            train = _data.ArrayData(x, y, sample_weight)
-            val_arrays = None
-            if validation_split and validation_data is None:
-                train, val_arrays = train.split_tail(float(validation_split))
-            if class_weight is not None:
-                if isinstance(train.y, (tuple, list, dict)):
-                    raise ValueError(
-                        "class_weight works with a single target array; use sample_weight for several outputs"
-                    )
-                train.sample_weight = _data.class_weights_to_sample_weights(train.y, class_weight)
-            if check_finite:
-                train.check_finite()
-            bs = batch_size or (math.ceil(train.n / steps_per_epoch) if steps_per_epoch else 32)  # F3
-            batches = _data.ArrayBatches(
-                train, bs, shuffle=_plain_shuffle(shuffle), generator=generator, device=self.device, shard="train"
-            )
-            full_y = train.y
-            n_train = train.n
-        else:
-            _data.reject_for_source(
-                y=y, sample_weight=sample_weight, class_weight=class_weight, validation_split=validation_split
-            )
-            if isinstance(x, torch.utils.data.Dataset) and not isinstance(
-                x, torch.utils.data.IterableDataset
-            ):
-                bs = batch_size or 32
-                x = _data.dataset_loader(x, bs, bool(shuffle), generator)
-            elif shuffle is True and not isinstance(shuffle, _DefaultTrue):  # §14: warn only when asked
-                warnings.warn(
-                    "shuffle=True is ignored for a DataLoader or iterable: shuffle inside it instead "
-                    "(DataLoader(..., shuffle=True))",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            batches = _data.SourceBatches(x, self.device, shard="train", seed=self._data_seed)
-            bs, full_y, n_train = getattr(x, "batch_size", None), None, _data.source_samples(x)
-            val_arrays = None
-        train_iter = _data.EpochIterator(batches, steps_per_epoch)
-
-        val_iter = None
-        if validation_data is not None:
-            val_iter, n_val = _data.eval_batches(
-                self.device,
-                validation_data,
-                validation_batch_size or batch_size or 32,
-                validation_steps,
-                "validation_data",
-                check_finite,
-            )
-        elif val_arrays is not None:
-            n_val = val_arrays.n
-            val_iter = _data.EpochIterator(
-                _data.ArrayBatches(val_arrays, validation_batch_size or bs or 32, device=self.device, shard="eval"),
-                validation_steps,
-                what="validation data",
-            )
-
+        _fit_args.check_fit_args(
+            x=x, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps, validation_batch_size=validation_batch_size,
+            validation_freq=validation_freq, shuffle=shuffle, validation_split=validation_split,
+            class_weight=class_weight, sample_weight=sample_weight)
+        data = _fit_args.prepare_training(
+            self, x=x, y=y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
+            shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
+            validation_batch_size=validation_batch_size, validation_steps=validation_steps,
+            steps_per_epoch=steps_per_epoch, seed=seed, check_finite=check_finite)
+        train_iter, val_iter, bs, full_y = data.train, data.val, data.batch_size, data.full_y
+        n_train, n_val = data.n_train, data.n_val
         steps = train_iter.num_steps()
         params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         progbar = ProgbarLogger() if level else None
@@ -389,8 +287,8 @@ class Model:
             raise ValueError(f"evaluate() got unexpected argument(s) {sorted(kwargs)}{hint}")
         self._require_compiled("evaluate")
         level = _report.verbosity(verbose)
-        _positive_int(batch_size, "batch_size")
-        _positive_int(steps, "steps")
+        _fit_args.positive_int(batch_size, "batch_size")
+        _fit_args.positive_int(steps, "steps")
         if x is None:
             raise ValueError(
                 "evaluate() needs data: x and y, a Dataset, a DataLoader or an iterable of batches"
@@ -424,8 +322,8 @@ class Model:
     ) -> Any:
         """The module's outputs as NumPy arrays, in sample order (P1-P4)."""
         level = _report.verbosity(verbose)
-        _positive_int(batch_size, "batch_size")
-        _positive_int(steps, "steps")
+        _fit_args.positive_int(batch_size, "batch_size")
+        _fit_args.positive_int(steps, "steps")
         if _data.is_array_input(x):
             batches = _data.ArrayBatches(_data.ArrayData(x), batch_size or 32, device=self.device, shard="eval")
         elif isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
@@ -551,22 +449,3 @@ class Model:
                 )
 
         return check
-
-
-def _check_validation_freq(freq: Any) -> None:
-    if isinstance(freq, bool) or not (
-        (isinstance(freq, int) and freq > 0)
-        or (
-            isinstance(freq, list)
-            and freq
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in freq)
-        )
-    ):
-        raise ValueError(  # F16, raised up front rather than at the first epoch end
-            f"validation_freq must be a positive int (validate every k epochs) or a list of 1-based epoch "
-            f"numbers, got {freq!r}"
-        )
-
-
-def _plain_shuffle(shuffle: Any) -> bool | str:
-    return True if isinstance(shuffle, _DefaultTrue) else shuffle
