@@ -8,9 +8,25 @@ Example::
     history = model.fit(x, y, batch_size=64, epochs=10, validation_split=0.2)
 """
 
-from . import callbacks, distributed, losses, metrics, optimizers, schedules
+from . import callbacks, datasets, distributed, losses, metrics, optimizers, schedules
+from .explore import explore_batch_sizes, find_learning_rate, find_max_batch_size
 from .model import Model
+from .plotting import plot_history
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "callbacks", "distributed", "losses", "metrics", "optimizers", "schedules", "__version__"]
+__all__ = [
+    "Model",
+    "callbacks",
+    "datasets",
+    "distributed",
+    "explore_batch_sizes",
+    "find_learning_rate",
+    "find_max_batch_size",
+    "losses",
+    "metrics",
+    "optimizers",
+    "plot_history",
+    "schedules",
+    "__version__",
+]

@@ -134,7 +134,7 @@ def run_notes(state: Any, history: Any) -> list[str]:
         from ._overfit import overfitting_note
     except ImportError:  # pragma: no cover - the module arrives with the learning-curves work
         return notes
-    note = overfitting_note(history.history) if history is not None else None
+    note = overfitting_note(history.history, epochs=history.epoch) if history is not None else None
     if note:
         notes.append(note)
     return notes

@@ -91,6 +91,9 @@ class CallbackList:
             self.callbacks.append(History())
         if progbar is not None and not any(type(c).__name__ == "ProgbarLogger" for c in self.callbacks):
             self.callbacks.append(progbar)
+        history = self.history
+        if history is not None:  # History.plot marks the best and the stopping epoch from it
+            history.early_stopping = next((c for c in self.callbacks if type(c).__name__ == "EarlyStopping"), None)
         self.params = dict(params or {})
         for cb in self.callbacks:
             if model is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import distributed
 from .callback import Callback
 
 __all__ = ["TensorBoard"]
@@ -31,6 +32,7 @@ class TensorBoard(Callback):
     ``update_freq="epoch"`` writes epoch values only; an integer N (or ``"batch"``, N=1) also writes
     ``batch_<name>`` every N training batches, at the count of batches trained so far: these are the
     running means of the epoch so far (rule G3), read without a host sync on the other batches.
+    Under torchrun only rank 0 writes; its batch values are its own shard's, the epoch values all ranks'.
 
     Example::
 
@@ -67,11 +69,12 @@ class TensorBoard(Callback):
         return self._writers[name]
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        os.makedirs(self.log_dir, exist_ok=True)
+        if distributed.is_main_process():  # under torchrun only rank 0 writes
+            os.makedirs(self.log_dir, exist_ok=True)
 
     def _batch_end(self, batch: int, logs: Any = None) -> None:
         self.global_batch += 1
-        if self.global_batch % self.update_freq:
+        if self.global_batch % self.update_freq or not distributed.is_main_process():
             return
         values = logs() if callable(logs) else (logs or {})
         writer = self._writer("train")
@@ -80,6 +83,8 @@ class TensorBoard(Callback):
                 writer.add_scalar(f"batch_{key}", value, self.global_batch)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not distributed.is_main_process():
+            return
         logs = dict(logs or {})
         optimizer = getattr(self.model, "optimizer", None)
         if "learning_rate" not in logs and optimizer is not None:
