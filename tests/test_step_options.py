@@ -103,3 +103,14 @@ def test_clipping_bounds_the_update(clip):
     unclipped.optimizer.learning_rate = 1.0
     unclipped.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert float((unclipped.get_weights()["weight"] - before["weight"]).abs().max()) > 1.0
+
+
+def test_schedule_learning_rate_is_logged_each_epoch():  # issue 3: the LR actually used appears in History
+    from epochwise.schedules import ExponentialDecay
+
+    x, y = make_regression(16)
+    schedule = ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5)
+    model = linear_model(optimizer=ew.optimizers.SGD(learning_rate=schedule))
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0)  # 4 steps per epoch
+    assert history.history["learning_rate"] == pytest.approx([schedule(3), schedule(7), schedule(11)])
+    assert "learning_rate" in model.expected_log_keys

@@ -156,6 +156,16 @@ class SparseCategoricalCrossentropy(Loss):
         self.ignore_class = ignore_class
         self.axis = axis
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if (  # the common case, logits (n, C) and integer labels (n,): torch's fused kernel, same value
+            sample_weight is None and self.from_logits and self.ignore_class is None and self.axis == -1
+            and self.reduction in ("sum_over_batch_size", "mean") and isinstance(y_pred, torch.Tensor)
+            and isinstance(y_true, torch.Tensor) and y_pred.dim() == 2 and y_true.dim() == 1
+            and not y_true.is_floating_point() and y_true.shape[0] == y_pred.shape[0]
+        ):
+            return nn.functional.cross_entropy(y_pred.float(), y_true.long())
+        return super().__call__(y_true, y_pred, sample_weight)
+
     def call(self, y_true, y_pred):
         labels = lf.sparse_labels(y_true, y_pred)
         expected = y_pred.movedim(self.axis, -1).shape[:-1]

@@ -87,6 +87,13 @@ class SparseCategoricalAccuracy(_FormulaMetric):
 
     _fn, direction = staticmethod(_impl.sparse_categorical_accuracy), "max"
 
+    def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> None:
+        if sample_weight is None and y_pred.dim() == 2 and y_true.dim() == 1 and not y_true.is_floating_point():
+            # the common case in one fused expression (the training loop calls this every step)
+            self.update((y_pred.detach().argmax(-1) == y_true).sum(dtype=torch.float32), y_true.shape[0])
+            return
+        super().update_state(y_true, y_pred, sample_weight)
+
 
 class MeanAbsoluteError(_FormulaMetric):
     """Running mean of ``|y - p|``. Example: ``ew.metrics.MeanAbsoluteError()``."""
