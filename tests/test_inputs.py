@@ -133,8 +133,8 @@ def test_evaluate_and_predict_accept_sources():
     p1 = model.predict(X, verbose=0)
     p2 = model.predict(loader, verbose=0)  # P3: targets in the batches are ignored
     p3 = model.predict(TensorDataset(torch.from_numpy(X)), batch_size=5, verbose=0)
-    np.testing.assert_allclose(p1, p2, rtol=1e-6)
-    np.testing.assert_allclose(p1, p3, rtol=1e-6)
+    np.testing.assert_allclose(p1, p2, rtol=1e-5, atol=1e-6)  # batch 32 vs 7: other matmul blocking
+    np.testing.assert_allclose(p1, p3, rtol=1e-5, atol=1e-6)
 
 
 def test_predict_structure_of_outputs():  # P2
