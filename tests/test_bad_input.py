@@ -139,3 +139,18 @@ def test_check_finite_opt_out_trains():
     x = x_with_nan()
     history = model.fit(x, Y, epochs=1, check_finite=False, verbose=0)
     assert np.isnan(history.history["loss"][0])
+
+
+@pytest.mark.parametrize(
+    "values, finite",
+    [([1.0, 2.0], True), ([1.0, float("nan")], False), ([float("inf"), 1.0], False), ([float("-inf")], False),
+     ([float("inf"), float("-inf")], False), ([3e38, 3e38, -1.0], True), ([], True)],
+)  # fmt: skip
+def test_finiteness_check_is_exact(values, finite):
+    """The fast sum test never lets a bad value through, and a sum that overflows is not called bad."""
+    from epochwise._data import _all_finite
+
+    for dtype in (torch.float32, torch.float16, torch.float64):
+        big = {torch.float32: 3e38, torch.float16: 6e4, torch.float64: 1.7e308}[dtype]  # the sum overflows
+        t = torch.tensor([big if v == 3e38 else v for v in values], dtype=dtype)
+        assert _all_finite(t) is finite, (values, dtype)

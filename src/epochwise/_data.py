@@ -162,12 +162,20 @@ class ArrayData:
     def check_finite(self) -> None:
         for label, part in (("x", self.x), ("y", self.y), ("sample_weight", self.sample_weight)):
             for leaf in leaves(part):
-                if leaf.is_floating_point() and not bool(torch.isfinite(leaf).all()):
+                if leaf.is_floating_point() and not _all_finite(leaf):
                     bad = int((~torch.isfinite(leaf)).sum())
                     raise ValueError(
                         f"{label} contains {bad} NaN or inf value(s); clean the data "
                         "(e.g. np.nan_to_num) or pass check_finite=False to train on it anyway"
                     )
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether every value is finite. A NaN or inf makes the sum non-finite, so a finite sum (one pass,
+    no temporary) proves it; only a non-finite sum (a bad value, or an overflow) needs the exact scan."""
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())
 
 
 class ArrayBatches:
