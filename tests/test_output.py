@@ -108,3 +108,37 @@ def test_value_format(value, text):  # B3 (and the §14 fix for negatives)
 @pytest.mark.parametrize("seconds,text", [(0.185, "185ms/step"), (2.4, "2s/step"), (0.0005, "500us/step")])
 def test_step_time_format(seconds, text):
     assert _report.fmt_step_time(seconds) == text
+
+
+@pytest.mark.parametrize("resume_at", [None, 2, 5])
+def test_first_nonfinite_batch_is_found_across_chunks_and_a_resume(monkeypatch, resume_at):
+    """The end-of-fit NaN note names the first bad batch; per-batch values are kept in chunks (no
+    per-step work), and a tracker restored from a backup keeps counting from where it was."""
+    import torch
+
+    from epochwise import _loop
+
+    monkeypatch.setattr(_loop, "_CHUNK", 3)
+    model = classifier()
+    losses = [1.0, 2.0, 3.0, 4.0, float("nan"), 5.0, float("inf"), 6.0]
+
+    def feed(tracker, values):
+        for v in values:
+            tracker.update(torch.tensor(v), None, None, None, 4)
+
+    tracker = _loop.Tracker(model)
+    tracker.track_nonfinite = True
+    tracker.reset()
+    if resume_at is None:
+        feed(tracker, losses)
+    else:
+        feed(tracker, losses[:resume_at])
+        state = tracker.state_dict()
+        tracker = _loop.Tracker(model)
+        tracker.track_nonfinite = True
+        tracker.load_state_dict(state, torch.device("cpu"))
+        feed(tracker, losses[resume_at:])
+    assert tracker.first_nonfinite_batch() == 4
+    tracker.reset()
+    feed(tracker, [1.0] * 7)
+    assert tracker.first_nonfinite_batch() is None

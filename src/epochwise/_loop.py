@@ -38,6 +38,9 @@ def batch_size_of(x: Any) -> int:
     return int(leaf.shape[0]) if leaf is not None else 0
 
 
+_CHUNK = 1024  # per-batch loss values stacked into one tensor every this many steps
+
+
 class Tracker:
     """Running means of the loss (LO5) and the compiled metrics (ME3), kept on the device."""
 
@@ -48,20 +51,29 @@ class Tracker:
         self.total: torch.Tensor | None = None
         self.count = 0
         self.steps = 0
-        self.first_bad: torch.Tensor | None = None
         self.track_nonfinite = False
+        self._clear_nonfinite(None, 0)
+
+    def _clear_nonfinite(self, first_bad: int | None, offset: int) -> None:
+        # The per-batch loss values of this epoch, kept (in chunks) only to name the first non-finite batch
+        # when the epoch's loss is not finite: no work and no host sync per step.
+        self.first_bad, self._offset = first_bad, offset
+        self._values: list[torch.Tensor] = []
+        self._chunks: list[torch.Tensor] = []
 
     def reset(self) -> None:
-        self.total, self.count, self.steps, self.first_bad = None, 0, 0, None
+        self.total, self.count, self.steps = None, 0, 0
+        self._clear_nonfinite(None, 0)
         for m in self.metrics:
             m.reset_state()
 
     def update(self, loss: torch.Tensor, y: Any, y_pred: Any, sw: torch.Tensor | None, n: int) -> None:
         value = loss.detach().float() * n
-        if self.track_nonfinite:  # the first non-finite batch, remembered on the device (no sync)
-            bad = ~torch.isfinite(value)
-            marker = torch.where(bad, self.steps, -1)
-            self.first_bad = marker if self.first_bad is None else torch.where(self.first_bad >= 0, self.first_bad, marker)
+        if self.track_nonfinite and self.first_bad is None:
+            self._values.append(value)
+            if len(self._values) == _CHUNK:
+                self._chunks.append(torch.stack(self._values))
+                self._values = []
         self.total = value if self.total is None else self.total + value
         self.count += n
         self.steps += 1
@@ -88,21 +100,29 @@ class Tracker:
         return dict(sorted(zip(names, floats)))
 
     def first_nonfinite_batch(self) -> int | None:
-        return None if self.first_bad is None or int(self.first_bad) < 0 else int(self.first_bad)
+        """The epoch's first batch whose loss was NaN or inf (one host sync; called when the epoch's loss
+        is not finite, and when a backup is taken)."""
+        if self.first_bad is not None:
+            return self.first_bad
+        parts = self._chunks + ([torch.stack(self._values)] if self._values else [])
+        if not parts:
+            return None
+        bad = (~torch.isfinite(torch.cat(parts))).nonzero()
+        return None if bad.numel() == 0 else self._offset + int(bad[0, 0])
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "total": None if self.total is None else self.total.detach().to("cpu").clone(),
             "count": self.count,
             "steps": self.steps,
-            "first_bad": None if self.first_bad is None else self.first_bad.to("cpu").clone(),
+            "first_bad": self.first_nonfinite_batch(),
             "metrics": [m.state_dict() for m in self.metrics],
         }
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         self.total = None if state["total"] is None else state["total"].to(device)
         self.count, self.steps = int(state["count"]), int(state["steps"])
-        self.first_bad = None if state["first_bad"] is None else state["first_bad"].to(device)
+        self._clear_nonfinite(None if state["first_bad"] is None else int(state["first_bad"]), self.steps)
         for m, ms in zip(self.metrics, state["metrics"]):
             m.load_state_dict(ms, device)
 
