@@ -1,6 +1,6 @@
 """epochwise against a hand-written loop, Keras 3, Lightning and poutyne: one command, one table.
 
-    python benchmarks/bench.py                  # the full table -> benchmarks/RESULTS.md (about 15 min, 2 cores)
+    python benchmarks/bench.py                  # the full table -> benchmarks/RESULTS.md (about 11 min, 2 cores)
     python benchmarks/bench.py --quick          # tiny data, one epoch, seconds: checks that it all runs
     python benchmarks/bench.py --device cuda    # the same table on a GPU
 
