@@ -37,7 +37,7 @@ def ranks(out, n=2):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    return single(tmp_path_factory.mktemp("single") / "s", "--batch-size", "16")
+    return single(tmp_path_factory.mktemp("single") / "s", "--batch-size", "16", "--tiny-eval")
 
 
 def close(a, b, tol=1e-5):
@@ -103,3 +103,14 @@ def test_resume_after_a_kill_with_two_processes(tmp_path):
     torchrun(tmp_path / "d", "--mode", "resume", "--folder", str(backup))
     (a0, a1), (b0, _) = ranks(tmp_path / "d"), ranks(tmp_path / "ref")
     assert a0["history"] == b0["history"] and a0["weights"] == b0["weights"] and a1["weights"] == a0["weights"]
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_fewer_samples_than_processes_neither_fails_nor_hangs(tmp_path, reference, strategy):
+    """evaluate / predict on 1 sample with 2 processes: rank 1's shard is empty; both ranks get the result."""
+    torchrun(tmp_path / "t", "--batch-size", "8", "--tiny-eval", "--strategy", strategy)
+    r0, r1 = ranks(tmp_path / "t")
+    assert r0["tiny_evaluate"] == r1["tiny_evaluate"] and r0["tiny_prediction"] == r1["tiny_prediction"]
+    assert close(r0["tiny_evaluate"]["loss"], reference["tiny_evaluate"]["loss"])
+    assert len(r0["tiny_prediction"]) == 1 and close(r0["tiny_prediction"], reference["tiny_prediction"])
+

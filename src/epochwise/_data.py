@@ -338,8 +338,13 @@ class EpochIterator:
     ``epoch(skip)`` starts an epoch after its first ``skip`` batches (a resumed run).
     """
 
-    def __init__(self, batches: Iterable[Batch], steps: int | None = None, *, what: str = "training data") -> None:
+    def __init__(
+        self, batches: Iterable[Batch], steps: int | None = None, *, what: str = "training data", eval_shard: bool = False
+    ) -> None:
         self.batches, self.steps, self.what = batches, steps, what
+        # under torchrun a rank's evaluation shard may be empty (fewer samples than processes): that rank
+        # runs no batch and adds nothing to the reduced sums, instead of failing while the others wait
+        self.empty_ok = eval_shard and distributed.is_distributed()
         self._it: Iterator[Batch] | None = None
         self._warned = False
         source = getattr(batches, "source", batches)
@@ -407,6 +412,8 @@ class EpochIterator:
             yield step, batch
 
     def _ran_out_at_start(self) -> None:
+        if self.empty_ok and not self.one_shot:
+            return
         if self.one_shot:
             raise ValueError(
                 f"the {self.what} is a generator that is already exhausted, so this epoch has no batches. "
@@ -424,7 +431,8 @@ def eval_batches(
         arrays = ArrayData(*data, names=(f"{name}[0]", f"{name}[1]", f"{name}[2]"))
         if check_finite:
             arrays.check_finite()
-        return EpochIterator(ArrayBatches(arrays, batch_size, device=device, shard="eval"), steps, what=name), arrays.n
+        batches = ArrayBatches(arrays, batch_size, device=device, shard="eval")
+        return EpochIterator(batches, steps, what=name, eval_shard=True), arrays.n
     if isinstance(data, (tuple, list)) and data and is_array_input(data[0]) and len(data) not in (2, 3):
         raise ValueError(
             f"{name} must be (x, y) or (x, y, sample_weight), got a sequence of {len(data)} items"
@@ -433,7 +441,8 @@ def eval_batches(
         raise ValueError(f"{name} holds inputs but no targets; pass (x_val, y_val)")
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
         data = dataset_loader(data, batch_size, False, None)
-    return EpochIterator(SourceBatches(data, device, shard="eval"), steps, what=name), source_samples(data)
+    batches = SourceBatches(data, device, shard="eval")
+    return EpochIterator(batches, steps, what=name, eval_shard=True), source_samples(data)
 
 
 def reject_for_source(**given: Any) -> None:

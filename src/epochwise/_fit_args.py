@@ -162,5 +162,6 @@ def prepare_training(model: Any, *, x: Any, y: Any, sample_weight: Any, class_we
             _data.ArrayBatches(val_arrays, validation_batch_size or bs or 32, device=model.device, shard="eval"),
             validation_steps,
             what="validation data",
+            eval_shard=True,
         )
     return TrainingData(train_iter, val_iter, bs, full_y, n_train, n_val)

@@ -154,4 +154,6 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: s
         if shapes:
             parts.append("shape mismatch " + "; ".join(shapes))
         raise ValueError(f"{source} does not match the module: " + "; ".join(parts))
-    module.load_state_dict(state)
+    from . import distributed
+
+    distributed.load_module_state(module, state)  # under FSDP each rank keeps its shard

@@ -379,6 +379,8 @@ def evaluate_loop(model: Any, batches: EpochIterator, callbacks: CallbackList) -
                 if listen_end:  # this rank's running values (shards may differ in length)
                     callbacks.on_test_batch_end(step, tracker.local_logs)
         logs = tracker.logs()
+        if not logs:  # under torchrun: no rank had a batch (one process raises before this)
+            raise ValueError(f"{batches.what} yielded no batches on any process")
     finally:
         module.train(was_training)
     callbacks.on_test_end(dict(logs))

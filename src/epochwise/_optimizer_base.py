@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .schedules import LearningRateSchedule, _check_number, deserialize, serialize
 
 LearningRate = float | LearningRateSchedule | Callable[[int], float]
@@ -155,6 +156,7 @@ class Optimizer:
         self.built = False
         self.torch_optimizer: torch.optim.Optimizer = None  # type: ignore[assignment]  # set by build()
         self._pending_state: dict[str, Any] | None = None
+        self._sharded = False  # set by Model.compile(strategy="fsdp"): the torch state is sharded (DTensors)
 
     # --- building -----------------------------------------------------------------------------
     def _torch_kwargs(self) -> dict[str, Any]:
@@ -283,8 +285,8 @@ class Optimizer:
             )
         elif self.clipnorm is not None:  # per parameter, Keras's clip_by_norm: g * c / max(|g|, c)
             grads = [p.grad for p in params]
-            scales = torch._foreach_norm(grads)
-            torch._foreach_clamp_min_(scales, self.clipnorm)
+            # out of place: under FSDP each norm is a partial (per-shard) value until it is reduced
+            scales = torch._foreach_clamp_min(torch._foreach_norm(grads), self.clipnorm)
             torch._foreach_reciprocal_(scales)
             torch._foreach_mul_(scales, self.clipnorm)
             torch._foreach_mul_(grads, scales)
@@ -325,8 +327,13 @@ class Optimizer:
 
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """``{"torch": torch_optimizer.state_dict(), "iterations": int}``; ``torch.load(weights_only=True)`` reads it."""
-        return {"torch": self._require_built("state_dict").state_dict(), "iterations": self.iterations}
+        """``{"torch": torch_optimizer.state_dict(), "iterations": int}``; ``torch.load(weights_only=True)`` reads it.
+
+        Under FSDP every rank must call it: the sharded state is gathered to the full one (on rank 0).
+        """
+        opt = self._require_built("state_dict")
+        torch_state = distributed.optimizer_state(opt) if self._sharded else opt.state_dict()
+        return {"torch": torch_state, "iterations": self.iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output (before :meth:`build` it is kept and applied at build)."""
@@ -343,6 +350,8 @@ class Optimizer:
             )
         if not self.built:
             self._pending_state = state
+        elif self._sharded:  # a full state (as saved): each rank keeps its shard
+            distributed.load_optimizer_state(self.torch_optimizer, state["torch"])
         else:
             self.torch_optimizer.load_state_dict(state["torch"])
         self.iterations = int(iterations)

@@ -80,18 +80,21 @@ def capture(model: Any) -> dict[str, Any]:
                 for key, value in st.epoch_end_logs.items():
                     state["history"].setdefault(key, []).append(value)
         callbacks.append({"class": type(cb).__name__, "state": state})
-    grads = None
-    if runner.pending:
-        grads = [None if p.grad is None else p.grad.detach().to("cpu").clone() for p in module.parameters()]
-    per_rank = {"rng": rng_state(st.generator), "epoch_rng": st.epoch_rng,
-                "tracker": st.tracker.state_dict() if st.next_batch else None, "grads": grads}
     from . import distributed
 
+    grads = None
+    if runner.pending:
+        if runner.fsdp is not None:  # this rank's shard of the group's gradients so far
+            distributed.reduce_held_gradients(runner.fsdp)
+        grads = [None if p.grad is None else distributed.local_part(p.grad).detach().to("cpu").clone()
+                 for p in module.parameters()]
+    per_rank = {"rng": rng_state(st.generator), "epoch_rng": st.epoch_rng,
+                "tracker": st.tracker.state_dict() if st.next_batch else None, "grads": grads}
     ranks = distributed.gather_objects(per_rank) if distributed.is_distributed() else None
     return {
         "epochwise_training_state": FORMAT,
         "ranks": ranks,
-        "module": cpu_state(module.state_dict()),
+        "module": cpu_state(distributed.module_state(module)),
         "optimizer": model.optimizer.state_dict(),
         "scaler": runner.scaler.state_dict() if runner.scaler is not None else None,
         "pending": runner.pending,
@@ -125,7 +128,7 @@ def apply(model: Any, payload: dict[str, Any], callbacks: Any, runner: Any, sour
         runner.scaler.load_state_dict(payload["scaler"])
     if payload.get("grads") is not None:
         for p, g in zip(model.module.parameters(), payload["grads"]):
-            p.grad = None if g is None else g.to(p.device)
+            p.grad = None if g is None else distributed.like_param(g.to(p.device), p)
         runner.pending = int(payload["pending"])
     # the k-th callback of each class gets the k-th saved state of that class
     saved: dict[str, list[dict]] = {}

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from . import distributed
+
 PRECISIONS: dict[str, torch.dtype | None] = {
     "32": None,
     "32-true": None,
@@ -34,6 +36,10 @@ class StepRunner:
     is the mean over the group (as Keras's ``gradient_accumulation_steps``); a group cut short by the
     end of an epoch is rescaled to the mean of the batches it holds and applied then. With
     ``"16-mixed"`` a ``GradScaler`` scales the loss and skips steps whose gradients overflow.
+
+    Under FSDP an evaluation runner gathers the full parameters on every rank (shards of the evaluation
+    data may hold different numbers of batches, so no collective may run per batch); the next training
+    step shards them again.
     """
 
     def __init__(self, model: Any, training: bool = False) -> None:
@@ -46,6 +52,10 @@ class StepRunner:
         self.pending = 0
         self.forward_module = model._forward_module(training)
         self.ddp = self.forward_module if hasattr(self.forward_module, "no_sync") else None
+        self.fsdp = model.module if distributed.is_sharded(model.module) else None
+        if self.fsdp is not None and not training:
+            distributed.gather_for_eval(self.fsdp)
+            model._gathered = True
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_args is None:
@@ -53,7 +63,13 @@ class StepRunner:
         return torch.autocast(**self.autocast_args)
 
     def sync_context(self) -> contextlib.AbstractContextManager:
-        """DDP's ``no_sync`` on the batches of an accumulation group that do not step (forward and backward)."""
+        """DDP's ``no_sync`` (FSDP's ``set_requires_gradient_sync(False)``) on the batches of an
+        accumulation group that do not step (forward and backward)."""
+        if self.fsdp is not None:
+            if self.model._gathered:
+                distributed.reshard_for_training(self.fsdp)
+                self.model._gathered = False
+            return distributed.gradient_sync(self.fsdp, self.pending + 1 >= self.accumulate)
         if self.ddp is not None and self.pending + 1 < self.accumulate:
             return self.ddp.no_sync()
         return contextlib.nullcontext()
@@ -73,6 +89,8 @@ class StepRunner:
         if self.pending:
             with torch.no_grad():
                 factor = self.accumulate / self.pending
+                if self.fsdp is not None:  # held back under no sync: reduce-scattered (averaged) now
+                    distributed.reduce_held_gradients(self.fsdp)
                 grads = [p.grad for p in self.model.module.parameters() if p.grad is not None]
                 if self.ddp is not None:  # accumulated under no_sync: average across ranks here
                     import torch.distributed as dist

@@ -62,6 +62,8 @@ class Model:
         self.device = distributed.setup(resolve_device(device), device_was_auto=device == "auto")
         self.module.to(self.device)
         self._ddp_module: Any = None
+        self.strategy = "ddp"
+        self._gathered = False  # FSDP: full parameters held on every rank for evaluation (see _step)
         self.seed = seed
         self.optimizer: optimizers_mod.Optimizer | None = None
         self.loss: Any = None
@@ -91,6 +93,7 @@ class Model:
         precision: str = "32",
         compile: bool | dict = False,
         accumulate_steps: int = 1,
+        strategy: str = "ddp",
     ) -> None:
         """Choose the optimizer, the loss and the metrics, by Keras name or as objects.
 
@@ -102,7 +105,17 @@ class Model:
         forward for fit, evaluate and predict; ``model.module`` stays your module. ``accumulate_steps``:
         apply the mean gradient of that many batches per optimizer step. Gradient clipping is an
         optimizer argument, as in Keras: ``ew.optimizers.Adam(global_clipnorm=1.0)``.
+        ``strategy``: under torchrun, ``"ddp"`` (DistributedDataParallel) or ``"fsdp"`` (FSDP2: parameters,
+        gradients and optimizer state sharded over the processes; see ``docs/distributed.md``). In one
+        process both train the plain module.
         """
+        strategy = distributed.check_strategy(strategy)
+        if strategy == "fsdp" and precision == "16-mixed":
+            raise ValueError("precision='16-mixed' is not supported with strategy='fsdp' (its grad scaler "
+                             "would skip steps rank by rank); use precision='bf16-mixed'")
+        if strategy == "ddp" and distributed.is_sharded(self.module):
+            raise ValueError("this module was sharded by an earlier compile(strategy='fsdp') and cannot go back "
+                             "to DDP; compile with strategy='fsdp' or build a new module")
         self._precision_dtype = _step.check_precision(precision)
         self._accumulate_steps = _step.check_accumulate(accumulate_steps)
         if not isinstance(compile, (bool, dict)):
@@ -115,16 +128,26 @@ class Model:
                 "compile() needs a loss, e.g. loss='sparse_categorical_crossentropy' or loss=torch.nn.MSELoss()"
             )
         opt = optimizers_mod.get(optimizer)
+        foreign = ValueError(
+            "the torch optimizer passed to compile() updates none of this module's parameters; "
+            "create it with model.module.parameters(), or pass a name such as optimizer='adam'"
+        )
+        sharding = strategy == "fsdp" and distributed.is_distributed() and not distributed.is_sharded(self.module)
+        if sharding:  # the optimizer is built (again) over the shards, with fresh state
+            new_params = distributed.shard_module(self.module, self.device)
+            if opt.built:
+                opt.torch_optimizer = distributed.rebuild_optimizer(opt.torch_optimizer, new_params)
+                if opt.torch_optimizer is None:
+                    raise foreign
         if not opt.built:
             opt.build(self.module.parameters())
         else:
             own = {id(p) for p in self.module.parameters()}
             used = [p for g in opt.torch_optimizer.param_groups for p in g["params"]]
             if used and not any(id(p) in own for p in used):
-                raise ValueError(
-                    "the torch optimizer passed to compile() updates none of this module's parameters; "
-                    "create it with model.module.parameters(), or pass a name such as optimizer='adam'"
-                )
+                raise foreign
+        opt._sharded = distributed.is_sharded(self.module)
+        self.strategy = strategy
         self.optimizer = opt
         self._loss = losses_mod.get(loss)
         self.loss = self._loss
@@ -149,10 +172,11 @@ class Model:
         self._weighted_metrics = weighted
 
     def _forward_module(self, training: bool = False) -> torch.nn.Module:
-        """The module fit / evaluate / predict call: DDP's wrapper for training under torchrun, and
-        torch.compile's when asked for; built once. ``model.module`` stays the user's module."""
+        """The module fit / evaluate / predict call: DDP's wrapper for training under torchrun (FSDP shards
+        the module itself), and torch.compile's when asked for; built once. ``model.module`` stays the
+        user's module."""
         module = self.module
-        if training and distributed.is_distributed():
+        if training and distributed.is_distributed() and not distributed.is_sharded(module):
             if self._ddp_module is None:
                 self._ddp_module = distributed.wrap_module(self.module, self.device)
             module = self._ddp_module
@@ -331,7 +355,7 @@ class Model:
             batches = _data.SourceBatches(loader, self.device, shard="eval")
         else:
             batches = _data.SourceBatches(x, self.device, shard="eval")
-        it = _data.EpochIterator(batches, steps, what="predict input")
+        it = _data.EpochIterator(batches, steps, what="predict input", eval_shard=True)
         params = {"verbose": verbose, "epochs": 1, "steps": it.num_steps()}
         cbs = CallbackList(callbacks, model=self, params=params, progbar=ProgbarLogger() if level else None)
         with distributed.quiet_unless_main():
@@ -340,14 +364,14 @@ class Model:
     # --- weights ------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, torch.Tensor]:
         """A detached copy of the module's state_dict (what EarlyStopping snapshots)."""
-        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        return {k: v.detach().clone() for k, v in distributed.module_state(self.module, everywhere=True).items()}
 
     def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
         _io.load_into(self.module, weights, "the weights given")
 
     def save_weights(self, path: str | os.PathLike) -> None:
-        """Write the module's state_dict to ``.pt`` or ``.safetensors``, atomically."""
-        _io.save_state_dict(path, self.module.state_dict())
+        """Write the module's state_dict to ``.pt`` or ``.safetensors``, atomically (under FSDP the full one)."""
+        _io.save_state_dict(path, distributed.module_state(self.module))
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Read weights from ``.pt``/``.safetensors`` (or a full checkpoint) without unpickling anything."""
@@ -366,7 +390,7 @@ class Model:
         _io.save_checkpoint(
             path,
             {
-                "module": _io.cpu_state(self.module.state_dict()),
+                "module": _io.cpu_state(distributed.module_state(self.module)),
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
                 "extra": extra or {},
             },
@@ -410,6 +434,8 @@ class Model:
             parts.append(f"{self._accumulate_steps} batches per optimizer step")
         if self._compile_args is not None:
             parts.append("torch.compile")
+        if distributed.is_sharded(self.module):
+            parts.append("FSDP")
         return ", ".join(parts)
 
     def _loss_text(self) -> str:
