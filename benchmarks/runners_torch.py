@@ -153,8 +153,9 @@ def run_dataloader(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
 # --- epochwise ----------------------------------------------------------------------------------
 def run_epochwise(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
     """``fit(x, y, validation_data=...)`` with the default progress output (verbose=1, to the log file)."""
-    import epochwise as ew
     from _common import make_module
+
+    import epochwise as ew
 
     clock = EpochClock(spec.device)
 

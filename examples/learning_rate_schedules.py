@@ -25,7 +25,7 @@ import torch.nn as nn
 
 import epochwise as ew
 import epochwise.datasets as ds
-from epochwise import schedules
+from epochwise.optim import schedules
 
 
 def scheduler(epoch, lr):

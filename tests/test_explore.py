@@ -13,8 +13,11 @@ from conftest import make_classification
 from torch import nn
 
 import epochwise as ew
-from epochwise import _lr_range, _probe, cli, explore
-from epochwise.explore import explore_batch_sizes, find_learning_rate, find_max_batch_size
+from epochwise import cli
+from epochwise.insight import explorer as explore
+from epochwise.insight import lr_range as _lr_range
+from epochwise.insight import probe as _probe
+from epochwise.insight.explorer import explore_batch_sizes, find_learning_rate, find_max_batch_size
 
 X, Y = make_classification(n=60, features=4, classes=3)
 XV, YV = make_classification(n=20, features=4, classes=3, seed=1)

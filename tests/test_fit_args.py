@@ -91,7 +91,7 @@ def test_validation_split_takes_the_tail_before_shuffling():  # F7
 
 
 def test_validation_split_rounding():  # F7: n=1000, s=0.33 -> 669 / 331
-    from epochwise._data import ArrayData
+    from epochwise.data import ArrayData
 
     data = ArrayData(np.zeros((1000, 1), "float32"), np.zeros(1000, "float32"))
     train, val = data.split_tail(0.33)

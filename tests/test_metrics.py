@@ -13,8 +13,8 @@ import torchmetrics
 from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
 from torch import nn
 
-from epochwise import losses as L
-from epochwise import metrics as M
+from epochwise.losses import classes as L
+from epochwise.metrics import classes as M
 
 T = torch.tensor
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from epochwise import optimizers
-from epochwise.optimizers import SGD, Adam, Optimizer
-from epochwise.schedules import ExponentialDecay
+from epochwise.optim import optimizers
+from epochwise.optim.optimizers import SGD, Adam, Optimizer
+from epochwise.optim.schedules import ExponentialDecay
 
 # name -> (torch class, torch hyper-parameters the Keras defaults must map to)
 DEFAULTS = {

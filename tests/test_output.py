@@ -7,8 +7,8 @@ import re
 import pytest
 from conftest import classifier, make_classification
 
-from epochwise import _report
 from epochwise.callbacks import progbar_logger
+from epochwise.engine import report as _report
 
 
 def test_run_plan_tutorial_numbers():
@@ -84,7 +84,7 @@ def test_live_bar_on_a_terminal(capsys, monkeypatch):  # B3, drawn by rich
 
 
 def test_lazy_logs_not_computed_when_nobody_reads_them(monkeypatch):
-    from epochwise import _loop
+    from epochwise.engine import loop as _loop
 
     calls = []
     original = _loop.Tracker.logs
@@ -116,9 +116,9 @@ def test_first_nonfinite_batch_is_found_across_chunks_and_a_resume(monkeypatch, 
     per-step work), and a tracker restored from a backup keeps counting from where it was."""
     import torch
 
-    from epochwise import _loop
+    from epochwise.engine import logs as _logs
 
-    monkeypatch.setattr(_loop, "_CHUNK", 3)
+    monkeypatch.setattr(_logs, "_CHUNK", 3)
     model = classifier()
     losses = [1.0, 2.0, 3.0, 4.0, float("nan"), 5.0, float("inf"), 6.0]
 
@@ -126,7 +126,7 @@ def test_first_nonfinite_batch_is_found_across_chunks_and_a_resume(monkeypatch, 
         for v in values:
             tracker.update(torch.tensor(v), None, None, None, 4)
 
-    tracker = _loop.Tracker(model)
+    tracker = _logs.Tracker(model)
     tracker.track_nonfinite = True
     tracker.reset()
     if resume_at is None:
@@ -134,7 +134,7 @@ def test_first_nonfinite_batch_is_found_across_chunks_and_a_resume(monkeypatch, 
     else:
         feed(tracker, losses[:resume_at])
         state = tracker.state_dict()
-        tracker = _loop.Tracker(model)
+        tracker = _logs.Tracker(model)
         tracker.track_nonfinite = True
         tracker.load_state_dict(state, torch.device("cpu"))
         feed(tracker, losses[resume_at:])

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from epochwise._overfit import find_overfitting, overfitting_note
 from epochwise.callbacks import History
+from epochwise.insight.overfitting import find_overfitting, overfitting_note
 
 
 def _run(n_fall: int, n_rise: int, *, train_keeps_falling: bool = True) -> dict[str, list[float]]:

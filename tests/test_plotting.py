@@ -10,7 +10,7 @@ from conftest import classifier, make_classification
 
 import epochwise as ew
 from epochwise import cli
-from epochwise.plotting import plot_history, read_history_csv
+from epochwise.insight.plots import plot_history, read_history_csv
 
 pytest.importorskip("matplotlib")
 

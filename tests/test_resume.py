@@ -156,7 +156,7 @@ def test_pickled_backup_is_refused(tmp_path):
 
 
 def test_periodic_backup_failure_warns_and_keeps_training(tmp_path, monkeypatch):
-    from epochwise import _io
+    from epochwise.io import files as _io
 
     folder = tmp_path / "b"
     with pytest.raises(RuntimeError):
@@ -179,7 +179,7 @@ def test_periodic_backup_failure_warns_and_keeps_training(tmp_path, monkeypatch)
 
 
 def test_explicit_save_failure_raises_and_keeps_the_old_file(tmp_path, monkeypatch):
-    from epochwise import _io
+    from epochwise.io import files as _io
 
     model = build()
     path = tmp_path / "w.pt"

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from epochwise import optimizers, schedules
-from epochwise.schedules import (
+from epochwise.optim import optimizers, schedules
+from epochwise.optim.schedules import (
     Constant,
     CosineDecay,
     CosineDecayRestarts,

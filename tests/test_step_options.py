@@ -39,7 +39,7 @@ def test_mixed_precision_runs_forward_under_autocast(precision, dtype):
 
 
 def test_fp16_uses_a_grad_scaler():
-    from epochwise._step import StepRunner
+    from epochwise.engine.step import StepRunner
 
     model = linear_model(precision="16-mixed")
     assert StepRunner(model).scaler is not None
@@ -106,7 +106,7 @@ def test_clipping_bounds_the_update(clip):
 
 
 def test_schedule_learning_rate_is_logged_each_epoch():  # issue 3: the LR actually used appears in History
-    from epochwise.schedules import ExponentialDecay
+    from epochwise.optim.schedules import ExponentialDecay
 
     x, y = make_regression(16)
     schedule = ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5)

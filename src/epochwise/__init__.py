@@ -8,10 +8,14 @@ Example::
     history = model.fit(x, y, batch_size=64, epochs=10, validation_split=0.2)
 """
 
-from . import callbacks, datasets, distributed, losses, metrics, optimizers, schedules
-from .explore import explore_batch_sizes, find_learning_rate, find_max_batch_size
+from . import callbacks, datasets
+from .distributed import core as distributed
+from .insight.explorer import explore_batch_sizes, find_learning_rate, find_max_batch_size
+from .insight.plots import plot_history
+from .losses import classes as losses
+from .metrics import classes as metrics
 from .model import Model
-from .plotting import plot_history
+from .optim import optimizers, schedules
 
 __version__ = "0.1.0"
 

@@ -99,7 +99,7 @@ def _save_learning_curves(history, path: Path, callbacks) -> None:
     except ImportError:
         print("Learning curves not drawn: pip install 'epochwise[plot]' for them")
         return
-    from .plotting import plot_history
+    from .insight.plots import plot_history
 
     stop = next((c for c in callbacks if type(c).__name__ == "EarlyStopping"), None)
     plot_history(history, path, early_stopping=stop, title="epochwise demo: MLP on scikit-learn digits")
@@ -108,7 +108,7 @@ def _save_learning_curves(history, path: Path, callbacks) -> None:
 
 def run_plot(args: argparse.Namespace) -> int:
     """``epochwise plot history.csv -o curves.png``: learning curves from a CSVLogger file."""
-    from .plotting import plot_history
+    from .insight.plots import plot_history
 
     source = Path(args.csv)
     output = Path(args.output) if args.output else source.with_suffix(".png")
@@ -144,7 +144,7 @@ def _import_function(spec: str, flag: str):
 
 def run_sweep(args: argparse.Namespace) -> int:
     """``epochwise sweep``: the batch-size explorer on the demo model and digits, or your factory and data."""
-    from .explore import explore_batch_sizes
+    from .insight.explorer import explore_batch_sizes
 
     try:
         sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]

@@ -9,13 +9,21 @@ from typing import Any
 
 import torch
 
-from . import _data, _fit_args, _io, _loop, _report, _resume, _signals, _step, distributed
-from . import losses as losses_mod
-from . import metrics as metrics_mod
-from . import optimizers as optimizers_mod
+from . import data as _data
 from .callbacks.callback_list import CallbackList
 from .callbacks.history import History
 from .callbacks.progbar_logger import ProgbarLogger
+from .distributed import core as distributed
+from .engine import loop as _loop
+from .engine import plan as _fit_args
+from .engine import report as _report
+from .engine import signals as _signals
+from .engine import step as _step
+from .io import files as _io
+from .io import training_state as _resume
+from .losses import classes as losses_mod
+from .metrics import classes as metrics_mod
+from .optim import optimizers as optimizers_mod
 
 __all__ = ["Model"]
 

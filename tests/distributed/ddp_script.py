@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import epochwise as ew
-from epochwise import _io, distributed
+from epochwise.distributed import core as distributed
+from epochwise.io import files as _io
 
 
 class StopOnRank(ew.callbacks.Callback):

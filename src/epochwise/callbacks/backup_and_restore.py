@@ -8,7 +8,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .. import _io, _resume
+from ..io import files as _io
+from ..io import training_state as _resume
 from .callback import Callback
 
 __all__ = ["BackupAndRestore"]

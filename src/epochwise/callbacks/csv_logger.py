@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import distributed
+from ..distributed import core as distributed
 from .callback import Callback
 
 __all__ = ["CSVLogger"]

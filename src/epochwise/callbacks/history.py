@@ -45,7 +45,7 @@ class History(Callback):
         early-stopping epochs come from ``self.early_stopping`` when that attribute holds the run's
         EarlyStopping. Example: ``model.fit(...).plot("curves.png")``.
         """
-        from ..plotting import plot_history  # lazy: matplotlib stays optional
+        from ..insight.plots import plot_history  # lazy: matplotlib stays optional
 
         kwargs.setdefault("early_stopping", getattr(self, "early_stopping", None))
         return plot_history(self, path, **kwargs)

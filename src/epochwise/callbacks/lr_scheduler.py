@@ -20,7 +20,7 @@ _USAGE = "schedule must be a function (epoch) -> lr or (epoch, lr) -> lr, or an 
 
 def _is_lr_schedule(schedule: Any) -> bool:
     try:
-        from ..schedules import LearningRateSchedule
+        from ..optim.schedules import LearningRateSchedule
     except ImportError:  # pragma: no cover - schedules.py is part of the package
         return False
     return isinstance(schedule, LearningRateSchedule)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import _report
+from ..engine import report as _report
 from .callback import Callback
 
 __all__ = ["ProgbarLogger"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from . import distributed
+from ..distributed import core as distributed
 
 PRECISIONS: dict[str, torch.dtype | None] = {
     "32": None,
@@ -27,6 +27,15 @@ def check_accumulate(steps: Any) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"accumulate_steps must be a positive integer (1 = no accumulation), got {steps!r}")
     return steps
+
+
+def call_module(module: torch.nn.Module, x: Any) -> Any:
+    """A tuple of inputs goes in as positional arguments, a dict as keyword arguments."""
+    if isinstance(x, (tuple, list)):
+        return module(*x)
+    if isinstance(x, dict):
+        return module(**x)
+    return module(x)
 
 
 class StepRunner:
@@ -56,6 +65,32 @@ class StepRunner:
         if self.fsdp is not None and not training:
             distributed.gather_for_eval(self.fsdp)
             model._gathered = True
+
+    def train_step(self, x: Any, y: Any, sw: Any, check_first: Any = None) -> tuple[torch.Tensor, Any]:
+        """Fit's one training step: forward under autocast, loss, backward; the optimizer steps (and the
+        gradients are cleared) every ``accumulate_steps`` batches. ``check_first(y, y_pred)`` runs between
+        the forward pass and the loss (the first batch's checks). Returns the loss and the outputs."""
+        with self.sync_context():
+            with self.autocast():
+                y_pred = call_module(self.forward_module, x)
+                if check_first is not None:
+                    check_first(y, y_pred)
+                loss = self.model._loss(y, y_pred, sw)
+            self.backward(loss)
+        return loss, y_pred
+
+    def test_step(self, x: Any, y: Any, sw: Any, check_first: Any = None) -> tuple[torch.Tensor, Any]:
+        """Forward and loss under autocast (the caller holds inference_mode)."""
+        with self.autocast():
+            y_pred = call_module(self.forward_module, x)
+            if check_first is not None:
+                check_first(y, y_pred)
+            loss = self.model._loss(y, y_pred, sw)
+        return loss, y_pred
+
+    def predict_step(self, x: Any) -> Any:
+        with self.autocast():
+            return call_module(self.forward_module, x)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_args is None:

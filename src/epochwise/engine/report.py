@@ -66,7 +66,7 @@ def run_plan(
     if n_val is not None:
         what += f", validate on {n_val:,}"
     parts = [what]
-    from . import distributed
+    from ..distributed import core as distributed
 
     world = distributed.world_size()
     if batch_size and world > 1:  # batch_size is per process under torchrun
@@ -131,7 +131,7 @@ def run_notes(state: Any, history: Any) -> list[str]:
         notes.append(f"interrupted by signal {state.interrupted} after batch {state.next_batch} of epoch "
                      f"{state.epoch + 1}; on_train_end ran")
     try:
-        from ._overfit import overfitting_note
+        from ..insight.overfitting import overfitting_note
     except ImportError:  # pragma: no cover - the module arrives with the learning-curves work
         return notes
     note = overfitting_note(history.history, epochs=history.epoch) if history is not None else None

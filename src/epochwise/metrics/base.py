@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from epochwise import _loss_functions as lf
-from epochwise._loss_functions import align_ranks, sparse_labels
+from ..losses import functions as lf
+from ..losses.functions import align_ranks, sparse_labels
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._io import cpu_state, load_into
+from .files import cpu_state, load_into
 
 FORMAT = 1
 
@@ -80,7 +80,7 @@ def capture(model: Any) -> dict[str, Any]:
                 for key, value in st.epoch_end_logs.items():
                     state["history"].setdefault(key, []).append(value)
         callbacks.append({"class": type(cb).__name__, "state": state})
-    from . import distributed
+    from ..distributed import core as distributed
 
     grads = None
     if runner.pending:
@@ -117,7 +117,7 @@ def is_training_state(payload: Any) -> bool:
 
 def apply(model: Any, payload: dict[str, Any], callbacks: Any, runner: Any, source: str) -> ResumePoint:
     """Restore weights, optimizer, scaler, gradients and callback states; return where to continue."""
-    from . import distributed
+    from ..distributed import core as distributed
 
     ranks = payload.get("ranks")
     if ranks and len(ranks) == distributed.world_size():  # this rank's own RNGs, running state, gradients
@@ -159,7 +159,7 @@ def set_lrs(optimizer: Any, lrs: list[float] | None) -> None:
 
 def start(model: Any, plan: Any, callbacks: Any, runner: Any) -> ResumePoint | None:
     """Load what a run resumes from: a BackupAndRestore backup, else ``fit(resume_from=...)``."""
-    from ._io import CHECKPOINT_KEY, load_file
+    from .files import CHECKPOINT_KEY, load_file
 
     payload, source = None, None
     for cb in callbacks.callbacks:

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _data
-from ._probe import _arrays, _check_model, _positive, _Snapshot, _step_tools, _train_step
+from .. import data as _data
+from .probe import _arrays, _check_model, _positive, _Snapshot, _step_tools, _train_step
 
 __all__ = ["LRFinderResult", "find_learning_rate"]
 
@@ -29,7 +29,7 @@ class LRFinderResult:
 
     def plot(self, path: str | os.PathLike | None = None) -> Any:
         """The curve with the suggestion marked, as a matplotlib Figure (saved to ``path`` if given)."""
-        from .plotting import plot_lr_finder
+        from .plots import plot_lr_finder
 
         return plot_lr_finder(self, path)
 

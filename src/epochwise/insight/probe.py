@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from . import _data
-from ._loop import call_module
+from .. import data as _data
+from ..engine.loop import call_module
 
 __all__ = ["find_max_batch_size", "is_out_of_memory", "available_ram"]
 
@@ -136,7 +136,7 @@ def _train_step(model: Any, batch: tuple[Any, Any, Any], scaler: Any, autocast: 
 
 
 def _step_tools(model: Any) -> tuple[Any, Any]:
-    from ._step import StepRunner
+    from ..engine.step import StepRunner
 
     runner = StepRunner(model)
     return runner.scaler, runner.autocast

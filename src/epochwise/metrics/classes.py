@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from epochwise import _metric_impl as _impl
-from epochwise._metric_impl import Mean, MeanMetricWrapper, Metric, TorchmetricsMetric
+from . import base as _impl
+from .base import Mean, MeanMetricWrapper, Metric, TorchmetricsMetric
 
 __all__ = [
     "AUC",

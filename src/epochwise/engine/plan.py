@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from . import _data
+from .. import data as _data
+from ..distributed import core as distributed
+from ..losses import classes as losses_mod
 
 
 class _DefaultTrue:
@@ -95,13 +98,125 @@ class TrainingData:
     full_y: Any
     n_train: int | None
     n_val: int | None
+    generator: torch.Generator | None = None
+    data_seed: int = 0
+    check_first: Callable[[Any, Any], None] | None = None
+
+
+@dataclass
+class EvalData:
+    batches: _data.EpochIterator
+    n: int | None
+    check_first: Callable[[Any, Any], None] | None = None
+
+
+def data_generator(model: Any, seed: int | None) -> tuple[torch.Generator, int]:
+    """The generator of this fit's data order, and its seed.
+
+    Without a seed, one is drawn from torch's global RNG so ``torch.manual_seed`` still fixes the order;
+    under torchrun every rank takes rank 0's, so the shards of each epoch's order never overlap.
+    """
+    chosen = seed if seed is not None else model.seed
+    if chosen is None:
+        chosen = int(torch.randint(0, 2**62, (1,)).item())
+    chosen = distributed.broadcast_int(chosen)
+    gen = torch.Generator()
+    gen.manual_seed(chosen)
+    return gen, chosen
+
+
+def prepare_fit(model: Any, *, x: Any, y: Any, batch_size: Any, epochs: Any, validation_split: Any,
+                validation_data: Any, shuffle: Any, class_weight: Any, sample_weight: Any, initial_epoch: Any,
+                steps_per_epoch: Any, validation_steps: Any, validation_batch_size: Any, validation_freq: Any,
+                seed: Any, check_finite: bool) -> TrainingData:
+    """Every fit argument checked, and this fit's batches (validation included), before the first step."""
+    check_fit_args(
+        x=x, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+        validation_steps=validation_steps, validation_batch_size=validation_batch_size,
+        validation_freq=validation_freq, shuffle=shuffle, validation_split=validation_split,
+        class_weight=class_weight, sample_weight=sample_weight)
+    data = prepare_training(
+        model, x=x, y=y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
+        shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
+        validation_batch_size=validation_batch_size, validation_steps=validation_steps,
+        steps_per_epoch=steps_per_epoch, seed=seed, check_finite=check_finite)
+    data.check_first = first_batch_check(model, data.full_y)
+    return data
+
+
+def prepare_evaluate(model: Any, *, x: Any, y: Any, batch_size: Any, sample_weight: Any, steps: Any,
+                     check_finite: bool = True) -> EvalData:
+    positive_int(batch_size, "batch_size")
+    positive_int(steps, "steps")
+    if x is None:
+        raise ValueError(
+            "evaluate() needs data: x and y, a Dataset, a DataLoader or an iterable of batches"
+        )
+    data = (x, y) if sample_weight is None else (x, y, sample_weight)
+    if not _data.is_array_input(x):
+        _data.reject_for_source(y=y, sample_weight=sample_weight)
+        data = x
+    elif y is None:
+        raise ValueError("evaluate() got x as arrays but no y; pass the targets as y=...")
+    batches, n = _data.eval_batches(model.device, data, batch_size or 32, steps, "x", check_finite)
+    return EvalData(batches, n)
+
+
+def prepare_predict(model: Any, *, x: Any, batch_size: Any, steps: Any, check_finite: bool = True) -> EvalData:
+    positive_int(batch_size, "batch_size")
+    positive_int(steps, "steps")
+    if _data.is_array_input(x):
+        arrays = _data.ArrayData(x)
+        batches = _data.ArrayBatches(arrays, batch_size or 32, device=model.device, shard="eval")
+        n = arrays.n
+    elif isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
+        loader = _data.dataset_loader(x, batch_size or 32, False, None)
+        batches, n = _data.SourceBatches(loader, model.device, shard="eval"), len(x)
+    else:
+        batches, n = _data.SourceBatches(x, model.device, shard="eval"), None
+    return EvalData(_data.EpochIterator(batches, steps, what="predict input", eval_shard=True), n)
+
+
+def first_batch_check(model: Any, full_y: Any) -> Callable[[Any, Any], None]:
+    """Checks on the first batch's outputs, before the first update: the output structure, the targets'
+    type and range for the loss, and the logits decision."""
+    loss_fn = model._loss
+
+    def check(y: Any, y_pred: Any) -> None:
+        targets = full_y if full_y is not None else y
+        if isinstance(y_pred, (tuple, list, dict)) and not isinstance(
+            loss_fn, (losses_mod.LossFunctionWrapper, losses_mod.TorchLoss)
+        ):
+            raise ValueError(
+                f"the module returns {type(y_pred).__name__} of {len(y_pred)} outputs, but loss "
+                f"{loss_fn.name!r} takes one; return a single tensor or compile with a callable loss "
+                "that takes (y_true, y_pred)"
+            )
+        if isinstance(targets, torch.Tensor) and isinstance(y_pred, torch.Tensor) and hasattr(loss_fn, "validate"):
+            with torch.no_grad():
+                loss_fn.validate(targets, y_pred.detach())
+        if (
+            model._decided_logits
+            and loss_fn.from_logits
+            and isinstance(y_pred, torch.Tensor)
+            and losses_mod.looks_like_probabilities(y_pred.detach(), loss_fn)
+        ):
+            warnings.warn(
+                "the module's outputs look like probabilities, but the loss treats them as logits because "
+                f"the module does not end in Softmax/Sigmoid ({model._loss_reason}). If the model applies "
+                "softmax itself, pass a loss object with from_logits=False.",
+                UserWarning,
+                stacklevel=4,
+            )
+
+    return check
 
 
 def prepare_training(model: Any, *, x: Any, y: Any, sample_weight: Any, class_weight: Any, batch_size: Any,
                      shuffle: Any, validation_split: Any, validation_data: Any, validation_batch_size: Any,
                      validation_steps: Any, steps_per_epoch: Any, seed: Any, check_finite: bool) -> TrainingData:
     """Arrays or a source -> this fit's batches (F1-F3, F7-F11, F13-F15), validation batches included."""
-    generator = model._generator(seed)
+    generator, data_seed = data_generator(model, seed)
     array_input = _data.is_array_input(x)
     n_val = None
     if array_input:
@@ -141,7 +256,7 @@ def prepare_training(model: Any, *, x: Any, y: Any, sample_weight: Any, class_we
                 UserWarning,
                 stacklevel=2,
             )
-        batches = _data.SourceBatches(x, model.device, shard="train", seed=model._data_seed)
+        batches = _data.SourceBatches(x, model.device, shard="train", seed=data_seed)
         bs, full_y, n_train = getattr(x, "batch_size", None), None, _data.source_samples(x)
         val_arrays = None
     train_iter = _data.EpochIterator(batches, steps_per_epoch)
@@ -164,4 +279,4 @@ def prepare_training(model: Any, *, x: Any, y: Any, sample_weight: Any, class_we
             what="validation data",
             eval_shard=True,
         )
-    return TrainingData(train_iter, val_iter, bs, full_y, n_train, n_val)
+    return TrainingData(train_iter, val_iter, bs, full_y, n_train, n_val, generator, data_seed)

@@ -19,15 +19,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from epochwise import _loss_functions as lf
-from epochwise._loss_functions import (
-    Loss,
-    align_ranks,
-    as_tensors,
-    infer_from_logits,
-    reduce_weighted,
-    snake_case,
-)
+from . import functions as lf
+from .functions import Loss, align_ranks, as_tensors, infer_from_logits, reduce_weighted, snake_case
 
 __all__ = [
     "Loss",

@@ -1,0 +1,100 @@
+"""Nested structures of arrays: map, leaves, tensors and devices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+Batch = tuple[Any, Any, Any]  # (x, y, sample_weight); y and sample_weight may be None
+
+
+# --- structures ------------------------------------------------------------------------------
+def map_structure(fn: Callable[[Any], Any], obj: Any) -> Any:
+    """Apply ``fn`` to every leaf of a tuple / list / dict structure."""
+    if isinstance(obj, dict):
+        return {k: map_structure(fn, v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map_structure(fn, v) for v in obj)
+    return None if obj is None else fn(obj)
+
+
+def leaves(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return [leaf for v in obj.values() for leaf in leaves(v)]
+    if isinstance(obj, (list, tuple)):
+        return [leaf for v in obj for leaf in leaves(v)]
+    return [] if obj is None else [obj]
+
+
+def first_leaf(obj: Any) -> Any:
+    found = leaves(obj)
+    return found[0] if found else None
+
+
+def is_array_leaf(obj: Any) -> bool:
+    return isinstance(obj, (torch.Tensor, np.ndarray)) or (
+        hasattr(obj, "__array__") and not isinstance(obj, (str, bytes, Iterator))
+    )
+
+
+def is_array_input(obj: Any) -> bool:
+    """True for an array or a tuple / list / dict structure whose leaves are all arrays (F1).
+
+    A list whose items are all tuples or lists is a list of batches, not arrays.
+    """
+    if isinstance(obj, list) and obj and all(isinstance(v, (tuple, list)) for v in obj):
+        return False
+    if isinstance(obj, dict):
+        return bool(obj) and all(is_array_input(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return bool(obj) and all(is_array_input(v) for v in obj)
+    return is_array_leaf(obj) and not isinstance(obj, torch.utils.data.Dataset)
+
+
+def to_tensor(obj: Any, name: str) -> torch.Tensor:
+    """One array leaf as a tensor; float64 becomes float32 (F18), integers stay integers."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+    else:
+        if hasattr(obj, "to_numpy"):  # pandas
+            obj = obj.to_numpy()
+        arr = np.asarray(obj)
+        if arr.dtype == object:
+            raise TypeError(
+                f"{name} holds Python objects (dtype=object); convert it to a numeric array first, "
+                f"e.g. np.asarray({name}, dtype='float32')"
+            )
+        if not arr.flags.writeable or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr).copy()
+        t = torch.from_numpy(arr)
+    if t.dtype == torch.float64:
+        t = t.float()
+    if t.dim() == 0:
+        raise ValueError(f"{name} is a scalar; it needs a first (sample) dimension")
+    return t
+
+
+def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    def move(t: Any) -> Any:
+        if isinstance(t, torch.Tensor):
+            if t.dtype == torch.float64:
+                t = t.float()
+            return t.to(device, non_blocking=non_blocking)
+        if isinstance(t, np.ndarray):
+            return to_tensor(t, "batch").to(device, non_blocking=non_blocking)
+        return t
+
+    return map_structure(move, obj)
+
+
+def gather(obj: Any, idx: torch.Tensor) -> Any:
+    return map_structure(lambda t: t.index_select(0, idx), obj)
+
+
+def nbytes(obj: Any) -> int:
+    return sum(t.element_size() * t.nelement() for t in leaves(obj))
+
+

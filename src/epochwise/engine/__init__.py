@@ -1,0 +1,1 @@
+"""The training loop, the step, running logs, fit's checked arguments, signals and reports."""

@@ -1,0 +1,36 @@
+"""Metrics by Keras name: stateful objects with update_state / result / reset_state."""
+
+from .classes import (
+    AUC,
+    Accuracy,
+    AutoAccuracy,
+    BinaryAccuracy,
+    BinaryCrossentropy,
+    CategoricalAccuracy,
+    CategoricalCrossentropy,
+    CosineSimilarity,
+    Hinge,
+    KLDivergence,
+    LogCoshError,
+    Mean,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanMetricWrapper,
+    MeanSquaredError,
+    MeanSquaredLogarithmicError,
+    Metric,
+    Poisson,
+    Precision,
+    Recall,
+    RootMeanSquaredError,
+    SparseCategoricalAccuracy,
+    SparseCategoricalCrossentropy,
+    SparseTopKCategoricalAccuracy,
+    SquaredHinge,
+    TopKCategoricalAccuracy,
+    TorchmetricsMetric,
+    get,
+    get_list,
+)
+
+__all__ = ['AUC', 'Accuracy', 'AutoAccuracy', 'BinaryAccuracy', 'BinaryCrossentropy', 'CategoricalAccuracy', 'CategoricalCrossentropy', 'CosineSimilarity', 'Hinge', 'KLDivergence', 'LogCoshError', 'Mean', 'MeanAbsoluteError', 'MeanAbsolutePercentageError', 'MeanMetricWrapper', 'MeanSquaredError', 'MeanSquaredLogarithmicError', 'Metric', 'Poisson', 'Precision', 'Recall', 'RootMeanSquaredError', 'SparseCategoricalAccuracy', 'SparseCategoricalCrossentropy', 'SparseTopKCategoricalAccuracy', 'SquaredHinge', 'TopKCategoricalAccuracy', 'TorchmetricsMetric', 'get', 'get_list']

@@ -1,0 +1,1 @@
+"""Optimizers (Keras names over torch.optim) and learning-rate schedules."""
