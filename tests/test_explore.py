@@ -14,6 +14,7 @@ from torch import nn
 
 import epochwise as ew
 from epochwise import cli
+from epochwise.engine.step import StepRunner
 from epochwise.insight import explorer as explore
 from epochwise.insight import lr_range as _lr_range
 from epochwise.insight import probe as _probe
@@ -232,16 +233,16 @@ def test_gpu_method_recovers_from_each_simulated_oom_and_restores_the_model(monk
     model = _builder()()
     model.fit(X, Y, epochs=1, verbose=0)  # optimizer state exists and must come back
     before = _state(model)
-    real_step = _probe._train_step
+    real_step = StepRunner.train_step
     failures = []
 
-    def step(model, batch, scaler, autocast):
-        if batch[0].shape[0] > 300:
-            failures.append(batch[0].shape[0])
+    def step(runner, x, y, sw, check_first=None):
+        if x.shape[0] > 300:
+            failures.append(x.shape[0])
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
-        return real_step(model, batch, scaler, autocast)
+        return real_step(runner, x, y, sw, check_first)
 
-    monkeypatch.setattr(_probe, "_train_step", step)
+    monkeypatch.setattr(StepRunner, "train_step", step)
     assert find_max_batch_size(model, X, Y, method="oom", max_batch_size=4096) == 300
     assert failures[0] == 512 and len(failures) > 1
     assert "(out of memory)" in capsys.readouterr().out
@@ -277,16 +278,16 @@ def test_budget_search_on_a_convex_piecewise_linear_step():  # the chord argumen
 def test_cpu_budget_gives_the_largest_batch_within_it():
     model = _builder()()
     before = _state(model)
-    scaler, autocast = _probe._step_tools(model)
+    runner = StepRunner(model, training=True)
     data = _probe._arrays(X, Y, "test")
 
     def total(size):  # what the search counts: the step's peak plus the batch, above weights and state
         batch = _probe._batch(data, size, model.device)
         with _probe._AllocationCounter() as counter:
-            _probe._train_step(model, batch, scaler, autocast)
+            runner.train_step(*batch)
         return counter.peak + sum(t.numel() * t.element_size() for t in (batch[0], batch[1]))
 
-    _probe._train_step(model, _probe._batch(data, 1, model.device), scaler, autocast)
+    runner.train_step(*_probe._batch(data, 1, model.device))
     resident = _probe._resident_bytes(model)
     budget = resident + total(150) + 10
     model.module.load_state_dict({k[7:]: v for k, v in before.items() if k.startswith("module.")})

@@ -183,3 +183,77 @@ def test_evaluate_resets_metrics_each_call():  # ME4, E2
     b = model.evaluate(x, y, return_dict=True, verbose=0)
     assert a == b
     assert np.isfinite(a["loss"])
+
+
+class FitMoments(Recorder):
+    """Records fit's own moments too: resume_state, after_train_batch, after_epoch, on_interrupt,
+    on_exception (the hooks BackupAndRestore and CSVLogger are built on)."""
+
+    def resume_state(self):
+        self.calls.append(("resume_state",))
+        return None
+
+    def after_train_batch(self, batch):
+        self.calls.append(("after_train_batch", batch))
+
+    def after_epoch(self, epoch):
+        self.calls.append(("after_epoch", epoch))
+
+    def on_interrupt(self, signum):
+        self.calls.append(("on_interrupt", signum))
+
+    def on_exception(self, error):
+        self.calls.append(("on_exception", type(error).__name__))
+
+
+def _with_moments(calls):
+    out = [("resume_state",)]
+    for call in calls:
+        out.append(call)
+        if call[0] == "on_train_batch_end":
+            out.append(("after_train_batch", call[1]))
+        elif call[0] == "on_epoch_end":
+            out.append(("after_epoch", call[1]))
+    return out
+
+
+def test_fit_moments_follow_every_batch_and_epoch_end():  # L1 with fit's own moments
+    x, y = make_classification(10)
+    xv, yv = make_classification(5, seed=1)
+    rec = FitMoments()
+    classifier().fit(x, y, batch_size=4, epochs=2, validation_data=(xv, yv), callbacks=[rec], verbose=0)
+    assert rec.calls == _with_moments(expected_fit([0, 1], 3, 2))
+
+
+def test_an_exception_reaches_on_exception_and_skips_on_train_end():  # L3
+    x, y = make_classification(12)
+    rec = FitMoments()
+
+    class Boom(Recorder):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        classifier().fit(x, y, batch_size=4, epochs=2, callbacks=[rec, Boom()], verbose=0)
+    assert rec.calls[-1] == ("on_exception", "RuntimeError")
+    assert ("on_train_end",) not in rec.calls and ("after_train_batch", 1) not in rec.calls
+
+
+def test_a_signal_calls_on_interrupt_before_on_train_end():  # Ctrl-C: the batch ends, then the run
+    import os
+    import signal
+
+    x, y = make_classification(12)
+    rec = FitMoments()
+
+    class CtrlC(Recorder):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        classifier().fit(x, y, batch_size=4, epochs=2, callbacks=[CtrlC(), rec], verbose=0)
+    tail = rec.calls[rec.calls.index(("on_train_batch_end", 0)):]
+    assert tail == [("on_train_batch_end", 0), ("after_train_batch", 0), ("on_interrupt", signal.SIGINT),
+                    ("on_train_end",)]

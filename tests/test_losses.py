@@ -1,6 +1,6 @@
 """Losses by Keras name: formulas, reductions, rank alignment, wrappers and the checks of `validate`.
 
-Numbers come from the reference's test vectors (LO8), closed forms, or torch / scikit-learn.
+Numbers come from the test vectors of rule LO8 (docs/behaviour.md), closed forms, or torch / scikit-learn.
 """
 
 from __future__ import annotations

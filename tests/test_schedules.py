@@ -1,4 +1,4 @@
-"""Learning-rate schedules: reference §12 (SC0-SC7) plus StepDecay, InverseSqrtDecay and Constant."""
+"""Learning-rate schedules: rules SC0-SC7 of docs/behaviour.md plus StepDecay, InverseSqrtDecay and Constant."""
 
 import math
 
@@ -18,7 +18,7 @@ from epochwise.optim.schedules import (
     StepDecay,
 )
 
-# SC7: (schedule, {step: lr}) exactly as the reference table lists them (verified on Keras 3.15.1)
+# SC7: (schedule, {step: lr}) exactly as rule SC7's table lists them (verified on Keras 3.15.1)
 SC7 = [
     (ExponentialDecay(0.1, 10, 0.5), {0: 0.1, 5: 0.070711, 10: 0.05, 20: 0.025}),
     (ExponentialDecay(0.1, 10, 0.5, staircase=True), {9: 0.1, 10: 0.05}),

@@ -35,7 +35,7 @@ def test_mixed_precision_runs_forward_under_autocast(precision, dtype):
     assert np.isfinite(history.history["loss"]).all()
     assert net[0].weight.dtype == torch.float32  # master weights stay float32
     assert model.predict(x, verbose=0).dtype == np.float32
-    assert (model._precision_dtype is torch.float16) == (precision == "16-mixed")
+    assert model.precision == precision
 
 
 def test_fp16_uses_a_grad_scaler():
@@ -56,7 +56,9 @@ def test_compile_keeps_the_users_module():
     model = linear_model(compile={"backend": "eager"})
     keys = list(model.module.state_dict())
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
-    assert isinstance(model._forward_module(), torch._dynamo.eval_frame.OptimizedModule)
+    from epochwise.engine.step import StepRunner
+
+    assert isinstance(StepRunner(model).forward_module, torch._dynamo.eval_frame.OptimizedModule)
     assert isinstance(model.module, nn.Linear) and list(model.module.state_dict()) == keys
     assert history.history["loss"][1] < history.history["loss"][0]
     np.testing.assert_allclose(model.predict(x, verbose=0), model.module(torch.from_numpy(x)).detach().numpy(),

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from typing import Any
 
 import torch
 
-from . import data as _data
 from .callbacks.callback_list import CallbackList
 from .callbacks.history import History
 from .callbacks.progbar_logger import ProgbarLogger
@@ -69,9 +67,7 @@ class Model:
         # under torchrun: the process group is initialised and each process takes its local GPU
         self.device = distributed.setup(resolve_device(device), device_was_auto=device == "auto")
         self.module.to(self.device)
-        self._ddp_module: Any = None
         self.strategy = "ddp"
-        self._gathered = False  # FSDP: full parameters held on every rank for evaluation (see _step)
         self.seed = seed
         self.optimizer: optimizers_mod.Optimizer | None = None
         self.loss: Any = None
@@ -83,12 +79,8 @@ class Model:
         self.history: History | None = None
         self.stop_training = False
         self.expected_log_keys: list[str] | None = None
-        self.precision = "32"
-        self._precision_dtype: torch.dtype | None = None
-        self._accumulate_steps = 1
-        self._compile_args: dict | None = None
-        self._compiled_module: Any = None
-        self._loop_state: Any = None
+        self._loss_reason = ""
+        self._settings = _step.StepSettings()
 
     # --- compile ------------------------------------------------------------------------------
     def compile(
@@ -117,6 +109,22 @@ class Model:
         gradients and optimizer state sharded over the processes; see ``docs/distributed.md``). In one
         process both train the plain module.
         """
+        strategy = self._check_strategy(strategy, precision)
+        self._settings = _step.StepSettings.from_compile(precision, compile, accumulate_steps)
+        if loss is None:
+            raise ValueError(
+                "compile() needs a loss, e.g. loss='sparse_categorical_crossentropy' or loss=torch.nn.MSELoss()"
+            )
+        self.optimizer = self._build_optimizer(optimizer, strategy)
+        self.strategy = strategy
+        from_logits = self._set_loss(loss)
+        self._set_metrics(metrics, weighted_metrics, from_logits)
+
+    @property
+    def precision(self) -> str:
+        return self._settings.precision
+
+    def _check_strategy(self, strategy: Any, precision: Any) -> str:
         strategy = distributed.check_strategy(strategy)
         if strategy == "fsdp" and precision == "16-mixed":
             raise ValueError("precision='16-mixed' is not supported with strategy='fsdp' (its grad scaler "
@@ -124,17 +132,10 @@ class Model:
         if strategy == "ddp" and distributed.is_sharded(self.module):
             raise ValueError("this module was sharded by an earlier compile(strategy='fsdp') and cannot go back "
                              "to DDP; compile with strategy='fsdp' or build a new module")
-        self._precision_dtype = _step.check_precision(precision)
-        self._accumulate_steps = _step.check_accumulate(accumulate_steps)
-        if not isinstance(compile, (bool, dict)):
-            raise ValueError(f"compile must be True, False or a dict of torch.compile arguments, got {compile!r}")
-        self._compile_args = ({} if compile is True else compile) if compile else None
-        self._compiled_module = None
-        self.precision = str(precision)
-        if loss is None:
-            raise ValueError(
-                "compile() needs a loss, e.g. loss='sparse_categorical_crossentropy' or loss=torch.nn.MSELoss()"
-            )
+        return strategy
+
+    def _build_optimizer(self, optimizer: Any, strategy: str) -> optimizers_mod.Optimizer:
+        """The optimizer by name or object, built over this module's parameters (its shards under FSDP)."""
         opt = optimizers_mod.get(optimizer)
         foreign = ValueError(
             "the torch optimizer passed to compile() updates none of this module's parameters; "
@@ -154,23 +155,22 @@ class Model:
             used = [p for g in opt.torch_optimizer.param_groups for p in g["params"]]
             if used and not any(id(p) in own for p in used):
                 raise foreign
-        opt._sharded = distributed.is_sharded(self.module)
-        self.strategy = strategy
-        self.optimizer = opt
-        self._loss = losses_mod.get(loss)
-        self.loss = self._loss
+        return opt
+
+    def _set_loss(self, loss: Any) -> bool:
+        """The loss by name or object; ``from_logits=None`` is decided from the module's last layer."""
+        self._loss = self.loss = losses_mod.get(loss)
         from_logits, reason = losses_mod.infer_from_logits(self.module)
-        self._decided_logits = False
-        if getattr(self._loss, "from_logits", "absent") is None:
+        self._decided_logits = getattr(self._loss, "from_logits", "absent") is None
+        if self._decided_logits:
             self._loss.from_logits = from_logits
-            self._decided_logits = True
-            self._loss_note = "from logits" if from_logits else "probabilities"
             self._loss_reason = reason
         elif hasattr(self._loss, "from_logits"):
             from_logits = bool(self._loss.from_logits)
-            self._loss_note = "from logits" if from_logits else "probabilities"
-        else:
-            self._loss_note = ""
+        self._loss_note = ("from logits" if from_logits else "probabilities") if hasattr(self._loss, "from_logits") else ""
+        return from_logits
+
+    def _set_metrics(self, metrics: Any, weighted_metrics: Any, from_logits: bool) -> None:
         self._metrics = metrics_mod.get_list(metrics, from_logits=from_logits)
         weighted = [copy.deepcopy(m) for m in metrics_mod.get_list(weighted_metrics, from_logits=from_logits)]
         plain_names = {m.name for m in self._metrics}
@@ -178,23 +178,6 @@ class Model:
             if m.name in plain_names:
                 m.name = f"weighted_{m.name}"
         self._weighted_metrics = weighted
-
-    def _forward_module(self, training: bool = False) -> torch.nn.Module:
-        """The module fit / evaluate / predict call: DDP's wrapper for training under torchrun (FSDP shards
-        the module itself), and torch.compile's when asked for; built once. ``model.module`` stays the
-        user's module."""
-        module = self.module
-        if training and distributed.is_distributed() and not distributed.is_sharded(module):
-            if self._ddp_module is None:
-                self._ddp_module = distributed.wrap_module(self.module, self.device)
-            module = self._ddp_module
-        if getattr(self, "_compile_args", None) is None:
-            return module
-        cache = self._compiled_module if isinstance(self._compiled_module, dict) else {}
-        if id(module) not in cache:
-            cache[id(module)] = torch.compile(module, **self._compile_args)
-        self._compiled_module = cache
-        return cache[id(module)]
 
     @property
     def compiled(self) -> bool:
@@ -243,55 +226,29 @@ class Model:
         """
         self._require_compiled("fit")
         level = _report.verbosity(verbose)
-        _fit_args.check_fit_args(
-            x=x, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-            validation_steps=validation_steps, validation_batch_size=validation_batch_size,
-            validation_freq=validation_freq, shuffle=shuffle, validation_split=validation_split,
-            class_weight=class_weight, sample_weight=sample_weight)
-        data = _fit_args.prepare_training(
-            self, x=x, y=y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
-            shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
-            validation_batch_size=validation_batch_size, validation_steps=validation_steps,
-            steps_per_epoch=steps_per_epoch, seed=seed, check_finite=check_finite)
-        train_iter, val_iter, bs, full_y = data.train, data.val, data.batch_size, data.full_y
-        n_train, n_val = data.n_train, data.n_val
-        steps = train_iter.num_steps()
+        data = _fit_args.prepare_fit(
+            self, x=x, y=y, batch_size=batch_size, epochs=epochs, validation_split=validation_split,
+            validation_data=validation_data, shuffle=shuffle, class_weight=class_weight, sample_weight=sample_weight,
+            initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+            validation_batch_size=validation_batch_size, validation_freq=validation_freq, seed=seed,
+            check_finite=check_finite)
+        steps = data.train.num_steps()
         params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        progbar = ProgbarLogger() if level else None
-        cbs = CallbackList(callbacks, model=self, params=params, add_history=True, progbar=progbar)
-        self.expected_log_keys = self._expected_keys(val_iter is not None)
-        plan = _loop.FitPlan(
-            train=train_iter,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps=steps,
-            val=val_iter,
-            validation_freq=validation_freq,
-            check_first=self._first_batch_check(full_y),
-            verbose=level,
-            batch_size=bs,
-            resume_from=resume_from,
-        )
+        cbs = CallbackList(callbacks, model=self, params=params, add_history=True,
+                           progbar=ProgbarLogger() if level else None)
+        self.expected_log_keys = self._expected_keys(data.val is not None)
+        plan = _loop.FitPlan(train=data.train, epochs=epochs, initial_epoch=initial_epoch, val=data.val,
+                             validation_freq=validation_freq, check_first=data.check_first,
+                             batch_size=data.batch_size, resume_from=resume_from)
         if level and distributed.is_main_process():
-            print(
-                _report.run_plan(
-                    n_train=n_train,
-                    n_val=n_val,
-                    batch_size=bs,
-                    steps=steps,
-                    epochs=epochs,
-                    initial_epoch=initial_epoch,
-                    device=self._device_text(),
-                    loss=self._loss_text(),
-                    steps_given=steps_per_epoch is not None,
-                ),
-                flush=True,
-            )
+            print(_report.run_plan(n_train=data.n_train, n_val=data.n_val, batch_size=data.batch_size, steps=steps,
+                                   epochs=epochs, initial_epoch=initial_epoch, device=self._device_text(),
+                                   loss=self._loss_text(), steps_given=steps_per_epoch is not None), flush=True)
         if seed is not None or self.seed is not None:
             torch.manual_seed(seed if seed is not None else self.seed)  # dropout and other module randomness
         with distributed.quiet_unless_main():
-            history, state = _loop.fit_loop(self, plan, cbs)
-        self.history = history
+            state = _loop.fit_loop(self, plan, cbs)
+        self.history = history = cbs.history
         if level and distributed.is_main_process():
             lines = cbs.summaries() + _report.run_notes(state, history)
             if lines:
@@ -311,6 +268,8 @@ class Model:
         steps: int | None = None,
         callbacks: Any = None,
         return_dict: bool = False,
+        *,
+        check_finite: bool = True,
         **kwargs: Any,
     ) -> float | list[float] | dict[str, float]:
         """Loss and metrics over the data, in eval mode under inference_mode (E1-E4)."""
@@ -319,23 +278,12 @@ class Model:
             raise ValueError(f"evaluate() got unexpected argument(s) {sorted(kwargs)}{hint}")
         self._require_compiled("evaluate")
         level = _report.verbosity(verbose)
-        _fit_args.positive_int(batch_size, "batch_size")
-        _fit_args.positive_int(steps, "steps")
-        if x is None:
-            raise ValueError(
-                "evaluate() needs data: x and y, a Dataset, a DataLoader or an iterable of batches"
-            )
-        data = (x, y) if sample_weight is None else (x, y, sample_weight)
-        if not _data.is_array_input(x):
-            _data.reject_for_source(y=y, sample_weight=sample_weight)
-            data = x
-        elif y is None:
-            raise ValueError("evaluate() got x as arrays but no y; pass the targets as y=...")
-        batches, _ = _data.eval_batches(self.device, data, batch_size or 32, steps, "x", True)
-        params = {"verbose": verbose, "epochs": 1, "steps": batches.num_steps()}
+        data = _fit_args.prepare_evaluate(self, x=x, y=y, batch_size=batch_size, sample_weight=sample_weight,
+                                          steps=steps, check_finite=check_finite)
+        params = {"verbose": verbose, "epochs": 1, "steps": data.batches.num_steps()}
         cbs = CallbackList(callbacks, model=self, params=params, progbar=ProgbarLogger() if level else None)
         with distributed.quiet_unless_main():
-            logs = _loop.evaluate_loop(self, batches, cbs)
+            logs = _loop.evaluate_loop(self, data.batches, cbs, data.check_first)
         if return_dict:
             return logs
         order = [n for n in self.metrics_names if n in logs] + sorted(
@@ -351,23 +299,16 @@ class Model:
         verbose: int | str = "auto",
         steps: int | None = None,
         callbacks: Any = None,
+        *,
+        check_finite: bool = True,
     ) -> Any:
         """The module's outputs as NumPy arrays, in sample order (P1-P4)."""
         level = _report.verbosity(verbose)
-        _fit_args.positive_int(batch_size, "batch_size")
-        _fit_args.positive_int(steps, "steps")
-        if _data.is_array_input(x):
-            batches = _data.ArrayBatches(_data.ArrayData(x), batch_size or 32, device=self.device, shard="eval")
-        elif isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
-            loader = _data.dataset_loader(x, batch_size or 32, False, None)
-            batches = _data.SourceBatches(loader, self.device, shard="eval")
-        else:
-            batches = _data.SourceBatches(x, self.device, shard="eval")
-        it = _data.EpochIterator(batches, steps, what="predict input", eval_shard=True)
-        params = {"verbose": verbose, "epochs": 1, "steps": it.num_steps()}
+        data = _fit_args.prepare_predict(self, x=x, batch_size=batch_size, steps=steps, check_finite=check_finite)
+        params = {"verbose": verbose, "epochs": 1, "steps": data.batches.num_steps()}
         cbs = CallbackList(callbacks, model=self, params=params, progbar=ProgbarLogger() if level else None)
         with distributed.quiet_unless_main():
-            return _loop.predict_loop(self, it, cbs)
+            return _loop.predict_loop(self, data.batches, cbs, data.check_first)
 
     # --- weights ------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, torch.Tensor]:
@@ -386,14 +327,19 @@ class Model:
         payload = _io.load_file(path)
         _io.load_into(self.module, _io.module_state(payload), repr(str(path)))
 
-    def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
-        """A full-state ``.pt`` checkpoint: module weights, optimizer state and ``extra`` (e.g. the epoch).
+    def save(self, path: str | os.PathLike, extra: dict | None = None, *, training_state: bool = False) -> None:
+        """A ``.pt`` checkpoint: module weights, optimizer state and ``extra`` (e.g. the epoch).
 
-        Saved during fit (by ModelCheckpoint), it also holds the training state that
-        ``fit(resume_from=path)`` continues from: position, RNGs, callbacks, History.
+        ``training_state=True`` (during fit only) adds everything ``fit(resume_from=path)`` needs to continue
+        the run exactly: position, RNGs, callbacks' states, History. ModelCheckpoint and BackupAndRestore
+        ask for it; without it the file is the same wherever it is written.
         """
-        if self._loop_state is not None:
-            _io.save_checkpoint(path, {**_resume.capture(self), "extra": extra or {}})
+        if training_state:
+            state = _loop.running_state(self)
+            if state is None:
+                raise ValueError("save(training_state=True) is only possible during fit (from a callback); "
+                                 "outside fit call model.save(path)")
+            _io.save_checkpoint(path, {**_resume.capture(self, state), "extra": extra or {}})
             return
         _io.save_checkpoint(
             path,
@@ -415,17 +361,6 @@ class Model:
         return payload.get("extra", {})
 
     # --- helpers ------------------------------------------------------------------------------
-    def _generator(self, seed: int | None) -> torch.Generator:
-        gen = torch.Generator()
-        chosen = seed if seed is not None else self.seed
-        # without a seed, draw one from torch's global RNG so torch.manual_seed still fixes the order;
-        # under torchrun every rank takes rank 0's, so the shards of each epoch's order never overlap
-        if chosen is None:
-            chosen = int(torch.randint(0, 2**62, (1,)).item())
-        self._data_seed = distributed.broadcast_int(chosen)
-        gen.manual_seed(self._data_seed)
-        return gen
-
     def _expected_keys(self, validating: bool) -> list[str]:
         keys = ["loss"] + [m.name for m in self.compiled_metrics]
         if validating:
@@ -435,51 +370,8 @@ class Model:
         return sorted(keys)
 
     def _device_text(self) -> str:
-        parts = [str(self.device)]
-        if self._precision_dtype is not None:
-            parts.append(self.precision)
-        if self._accumulate_steps > 1:
-            parts.append(f"{self._accumulate_steps} batches per optimizer step")
-        if self._compile_args is not None:
-            parts.append("torch.compile")
-        if distributed.is_sharded(self.module):
-            parts.append("FSDP")
-        return ", ".join(parts)
+        return ", ".join([str(self.device), *self._settings.describe(self.module)])
 
     def _loss_text(self) -> str:
         name = getattr(self._loss, "name", type(self._loss).__name__)
         return f"loss {name} ({self._loss_note})" if self._loss_note else f"loss {name}"
-
-    def _first_batch_check(self, full_y: Any) -> Any:
-        def check(y: Any, y_pred: Any) -> None:
-            targets = full_y if full_y is not None else y
-            if isinstance(y_pred, (tuple, list, dict)) and not isinstance(
-                self._loss, (losses_mod.LossFunctionWrapper, losses_mod.TorchLoss)
-            ):
-                raise ValueError(
-                    f"the module returns {type(y_pred).__name__} of {len(y_pred)} outputs, but loss "
-                    f"{self._loss.name!r} takes one; return a single tensor or compile with a callable loss "
-                    "that takes (y_true, y_pred)"
-                )
-            if (
-                isinstance(targets, torch.Tensor)
-                and isinstance(y_pred, torch.Tensor)
-                and hasattr(self._loss, "validate")
-            ):
-                with torch.no_grad():
-                    self._loss.validate(targets, y_pred.detach())
-            if (
-                self._decided_logits
-                and self._loss.from_logits
-                and isinstance(y_pred, torch.Tensor)
-                and losses_mod.looks_like_probabilities(y_pred.detach(), self._loss)
-            ):
-                warnings.warn(
-                    "the module's outputs look like probabilities, but the loss treats them as logits because "
-                    f"the module does not end in Softmax/Sigmoid ({self._loss_reason}). If the model applies "
-                    "softmax itself, pass a loss object with from_logits=False.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-
-        return check

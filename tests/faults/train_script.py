@@ -7,18 +7,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 
 import numpy as np
 import torch
 from torch import nn
 
 import epochwise as ew
+from epochwise.io import files
+
+
+def _pause_before_replace(target):
+    """With the new file written but not yet renamed into place: say so, and wait to be killed there."""
+    print(f"EPOCHWISE-WRITING {target.name}", file=sys.stderr, flush=True)
+    time.sleep(float(os.environ["EPOCHWISE_TEST_WRITE_PAUSE"]))
+
+
+if os.environ.get("EPOCHWISE_TEST_WRITE_PAUSE"):
+    files.before_replace = _pause_before_replace
 
 
 class Announce(ew.callbacks.Callback):
+    epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
     def on_train_batch_end(self, batch, logs=None):
-        print(f"STEP {self.model._loop_state.epoch} {batch}", flush=True)
+        print(f"STEP {self.epoch} {batch}", flush=True)
 
     def on_train_end(self, logs=None):
         print("TRAIN-END", flush=True)

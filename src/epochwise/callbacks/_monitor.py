@@ -8,12 +8,13 @@ then the epoch is skipped). Also the small argument checks the callbacks share.
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
+from .. import text
+from ..text import did_you_mean, format_value
 from .callback import Callback
 
 __all__ = [
@@ -28,26 +29,9 @@ __all__ = [
 _MODES = ("auto", "min", "max")
 
 
-def did_you_mean(name: object, choices: Any) -> str:
-    """`` Did you mean 'x'?`` for the close matches of ``name`` among ``choices``, else ``''``."""
-    if not isinstance(name, str):
-        return ""
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
-    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
-def format_value(value: float | None) -> str:
-    """A logged value as the progress bar prints it: ``%.4f``, or ``%.4e`` when |v| <= 1e-3."""
-    if value is None:
-        return "None"
-    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
-
-
 def check_int(owner: str, name: str, value: Any, minimum: int = 0) -> int:
     """``value`` as an int >= ``minimum``, else a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{owner}({name}={value!r}): {name} must be an integer >= {minimum}")
-    return int(value)
+    return text.check_int(value, name, minimum=minimum, owner=owner)
 
 
 def check_verbose(owner: str, value: Any) -> int:
@@ -114,6 +98,9 @@ class MonitorCallback(Callback):
         self._resume_pending = False
 
     # --- state ------------------------------------------------------------------------------
+    def state_detail(self) -> str:
+        return self.monitor
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; the next ``on_train_begin`` keeps it instead of resetting."""
         super().load_state_dict(state)

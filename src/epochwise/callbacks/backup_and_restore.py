@@ -53,6 +53,7 @@ class BackupAndRestore(Callback):
         self.saves = 0
         self.resumed_from: tuple[int, int] | None = None
         self._failed_warned = False
+        self._interrupted = False
 
     @property
     def path(self) -> Path:
@@ -61,8 +62,11 @@ class BackupAndRestore(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {"batches_seen": self.batches_seen}
 
-    # called by fit before on_train_begin (see _resume.start)
-    def _resume_payload(self) -> tuple[dict, str] | None:
+    def state_detail(self) -> str:
+        return str(self.backup_dir)
+
+    def resume_state(self) -> tuple[dict, str] | None:
+        """The newest readable backup in ``backup_dir`` (BR4: else the previous one), to continue from."""
         self.resumed_from = None
         for candidate in (self.path, self.path.with_suffix(".pt.bkp")):
             if not candidate.exists():
@@ -79,26 +83,27 @@ class BackupAndRestore(Callback):
         return None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        self._interrupted = False
         if self.resumed_from is None:
             self.batches_seen = 0
 
-    def _after_train_batch_end(self, batch: int) -> None:
+    def after_train_batch(self, batch: int) -> None:
         if self.save_freq == "epoch":
             return
         self.batches_seen += 1
         if self.batches_seen % self.save_freq == 0:
             self._save()
 
-    def _after_epoch_end(self, epoch: int) -> None:
+    def after_epoch(self, epoch: int) -> None:
         if self.save_freq == "epoch":
             self._save()
 
-    def _after_interrupt(self) -> None:
+    def on_interrupt(self, signum: int) -> None:
+        self._interrupted = True
         self._save()  # Ctrl-C / SIGTERM mid-epoch: where we are, before on_train_end restores any weights
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        state = getattr(self.model, "_loop_state", None)
-        if state is not None and state.interrupted:
+        if self._interrupted:
             return  # keep the backup (taken at the interruption or at the last save) to resume from
         if self.delete_checkpoint and self.backup_dir.exists():  # BR5
             shutil.rmtree(self.backup_dir, ignore_errors=True)
@@ -106,10 +111,9 @@ class BackupAndRestore(Callback):
     def _save(self) -> None:
         """A periodic save that fails warns and training goes on; the previous backup stays intact."""
         try:
-            payload = _resume.capture(self.model)
             if self.double_checkpoint and self.path.exists():
                 shutil.copyfile(self.path, self.path.with_suffix(".pt.bkp"))
-            _io.save_checkpoint(self.path, payload)
+            self.model.save(self.path, training_state=True)
             self.saves += 1
         except OSError as err:
             if not self._failed_warned:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .callback import Callback
+from .early_stopping import EarlyStopping
 from .history import History
 
 __all__ = ["CallbackList"]
@@ -25,8 +26,49 @@ _HOOKS = (
     "on_predict_end",
     "on_predict_batch_begin",
     "on_predict_batch_end",
+    "after_train_batch",
+    "after_epoch",
+    "on_interrupt",
+    "on_exception",
 )
 _LEGACY = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
+class BatchLogs(dict):
+    """The logs of one batch: a dict whose values are computed when a callback first reads it.
+
+    Computing them is a host sync, so a batch hook that ignores its ``logs`` costs none: the progress
+    bar (which redraws at most ten times a second) and ``ModelCheckpoint(save_freq=N)`` read them only
+    when they need them. Under torchrun these are this process's running values (no collective per
+    batch); epoch logs are exact over all processes.
+    """
+
+    def __init__(self, compute: Callable[[], dict]) -> None:
+        super().__init__()
+        self._compute: Callable[[], dict] | None = compute
+
+    def fill(self) -> None:
+        """Compute the values now (the first read does it too)."""
+        if self._compute is not None:
+            compute, self._compute = self._compute, None
+            dict.update(self, compute())
+
+
+def _filled(name: str) -> Callable:
+    method = getattr(dict, name)
+
+    def call(self: BatchLogs, *args: Any, **kwargs: Any) -> Any:
+        self.fill()
+        return method(self, *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__repr__", "__eq__", "__setitem__",
+              "__delitem__", "keys", "values", "items", "get", "copy", "pop", "setdefault", "update"):
+    setattr(BatchLogs, _name, _filled(_name))
+BatchLogs.__hash__ = None  # type: ignore[assignment]
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
@@ -72,9 +114,8 @@ class CallbackList:
 
     The user's callbacks come first, then a :class:`History` (unless the user gave one), then a
     progress logger (unless the user gave one). Each hook calls only the callbacks that override it,
-    so hooks nobody uses cost one attribute lookup. Batch-end hooks take a ``get_logs`` thunk: the logs
-    (a host sync) are computed only when some callback listens; callbacks with ``lazy_batch_logs = True``
-    (the progress bar) receive the thunk itself and call it only when they redraw.
+    so hooks nobody uses cost one attribute lookup. Batch-end hooks get a :class:`BatchLogs`, computed
+    only if a callback reads it. This class is the only way fit reaches a callback.
     """
 
     def __init__(
@@ -89,11 +130,11 @@ class CallbackList:
         self.callbacks = _flatten(callbacks)
         if add_history and not any(isinstance(c, History) for c in self.callbacks):
             self.callbacks.append(History())
-        if progbar is not None and not any(type(c).__name__ == "ProgbarLogger" for c in self.callbacks):
+        if progbar is not None and not any(isinstance(c, type(progbar)) for c in self.callbacks):
             self.callbacks.append(progbar)
         history = self.history
         if history is not None:  # History.plot marks the best and the stopping epoch from it
-            history.early_stopping = next((c for c in self.callbacks if type(c).__name__ == "EarlyStopping"), None)
+            history.early_stopping = next((c for c in self.callbacks if isinstance(c, EarlyStopping)), None)
         self.params = dict(params or {})
         for cb in self.callbacks:
             if model is not None:
@@ -114,16 +155,12 @@ class CallbackList:
         for cb in self._listeners[hook]:
             getattr(cb, hook)(*args)
 
-    def _call_batch_end(self, hook: str, batch: int, get_logs: Callable[[], dict],
-                        local_logs: Callable[[], dict] | None = None) -> None:
-        logs = None
+    def _call_batch_end(self, hook: str, batch: int, logs: Mapping | None) -> None:
+        logs = {} if logs is None else logs
         for cb in self._listeners[hook]:
-            if getattr(cb, "lazy_batch_logs", False):  # the progress bar: this rank's values, no collective
-                getattr(cb, hook)(batch, local_logs or get_logs)
-            else:
-                if logs is None:
-                    logs = get_logs()
-                getattr(cb, hook)(batch, logs)
+            if isinstance(logs, BatchLogs) and not cb.lazy_batch_logs:
+                logs.fill()  # a plain dict from here on, for callbacks that did not ask for lazy logs
+            getattr(cb, hook)(batch, logs)
 
     # one method per hook, so user code and tests can call them like Keras's CallbackList
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -141,9 +178,8 @@ class CallbackList:
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._call("on_train_batch_begin", batch, {} if logs is None else logs)
 
-    def on_train_batch_end(self, batch: int, get_logs: Callable[[], dict] | dict | None = None,
-                           local_logs: Callable[[], dict] | None = None) -> None:
-        self._call_batch_end("on_train_batch_end", batch, _thunk(get_logs), local_logs)
+    def on_train_batch_end(self, batch: int, logs: Mapping | None = None) -> None:
+        self._call_batch_end("on_train_batch_end", batch, logs)
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         self._call("on_test_begin", {} if logs is None else logs)
@@ -154,8 +190,8 @@ class CallbackList:
     def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._call("on_test_batch_begin", batch, {} if logs is None else logs)
 
-    def on_test_batch_end(self, batch: int, get_logs: Callable[[], dict] | dict | None = None) -> None:
-        self._call_batch_end("on_test_batch_end", batch, _thunk(get_logs))
+    def on_test_batch_end(self, batch: int, logs: Mapping | None = None) -> None:
+        self._call_batch_end("on_test_batch_end", batch, logs)
 
     def on_predict_begin(self, logs: dict | None = None) -> None:
         self._call("on_predict_begin", {} if logs is None else logs)
@@ -166,21 +202,35 @@ class CallbackList:
     def on_predict_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._call("on_predict_batch_begin", batch, {} if logs is None else logs)
 
-    def on_predict_batch_end(self, batch: int, get_logs: Callable[[], dict] | dict | None = None) -> None:
-        self._call_batch_end("on_predict_batch_end", batch, _thunk(get_logs))
+    def on_predict_batch_end(self, batch: int, logs: Mapping | None = None) -> None:
+        self._call("on_predict_batch_end", batch, {} if logs is None else logs)
+
+    def after_train_batch(self, batch: int) -> None:
+        self._call("after_train_batch", batch)
+
+    def after_epoch(self, epoch: int) -> None:
+        self._call("after_epoch", epoch)
+
+    def on_interrupt(self, signum: int) -> None:
+        self._call("on_interrupt", signum)
+
+    def on_exception(self, error: BaseException) -> None:
+        """Every callback hears of it, even when one of them fails in turn (the first error is raised)."""
+        for cb in self._listeners["on_exception"]:
+            try:
+                cb.on_exception(error)
+            except Exception:  # noqa: S112 - the original error matters more
+                continue
+
+    def resume_state(self) -> tuple[dict, str] | None:
+        """The last training state a callback offers to continue from (see ``Callback.resume_state``)."""
+        found = None
+        for cb in self.callbacks:
+            offered = cb.resume_state()
+            if offered is not None:
+                found = offered
+        return found
 
     def summaries(self) -> list[str]:
         """One-line summaries from callbacks that acted in this run (see ``Callback.summary``)."""
-        out = []
-        for cb in self.callbacks:
-            text = cb.summary() if hasattr(cb, "summary") else None
-            if text:
-                out.append(text)
-        return out
-
-
-def _thunk(logs: Callable[[], dict] | dict | None) -> Callable[[], dict]:
-    if callable(logs):
-        return logs
-    value = {} if logs is None else logs
-    return lambda: value
+        return [text for text in (cb.summary() for cb in self.callbacks) if text]

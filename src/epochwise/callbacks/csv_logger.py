@@ -146,6 +146,9 @@ class CSVLogger(Callback):
             return
         self._close()  # CSV5
 
+    def on_exception(self, error: BaseException) -> None:
+        self._close()  # L3: no on_train_end after an exception, but the file is closed
+
     def _close(self) -> None:
         if self._file is not None:
             self._file.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..optim.schedules import LearningRateSchedule
 from ._monitor import check_lr_settable, check_verbose
 from .callback import Callback
 
@@ -19,10 +20,6 @@ _USAGE = "schedule must be a function (epoch) -> lr or (epoch, lr) -> lr, or an 
 
 
 def _is_lr_schedule(schedule: Any) -> bool:
-    try:
-        from ..optim.schedules import LearningRateSchedule
-    except ImportError:  # pragma: no cover - schedules.py is part of the package
-        return False
     return isinstance(schedule, LearningRateSchedule)
 
 

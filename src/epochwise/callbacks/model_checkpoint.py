@@ -64,6 +64,8 @@ class ModelCheckpoint(MonitorCallback):
         model.load_weights("best-model.pt")
     """
 
+    lazy_batch_logs = True  # reads the batch logs only when it uses them
+
     skip_note = "no checkpoint is saved"
 
     def __init__(
@@ -97,7 +99,6 @@ class ModelCheckpoint(MonitorCallback):
                     "logs never hold validation values, so no checkpoint would ever be saved. Monitor a training "
                     "key such as 'loss', or use save_freq='epoch'."
                 )
-            self.on_train_batch_end = self._on_batch_end  # only now does the loop need batch logs
         self.initial_value_threshold = self.baseline
         self.best: float | None = self.baseline  # MC7
         self._batches_seen, self._current_epoch = 0, 0  # batch-level counters persist across fits (C3)
@@ -122,7 +123,9 @@ class ModelCheckpoint(MonitorCallback):
         if self.save_freq == "epoch":  # MC4
             self._save(epoch, None, logs or {})
 
-    def _on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if self.save_freq == "epoch":
+            return
         self._batches_seen += 1  # MC4: counted across epoch boundaries
         if self._batches_seen >= self.save_freq:
             self._batches_seen = 0
@@ -181,7 +184,7 @@ class ModelCheckpoint(MonitorCallback):
             self.model.save_weights(path)
         else:
             extra = {"epoch": epoch + 1} if batch is None else {"epoch": epoch, "batch": batch + 1}
-            self.model.save(path, extra=extra)
+            self.model.save(path, extra=extra, training_state=True)  # fit(resume_from=path) continues it
         self._saves += 1
         self._last_path = path
 

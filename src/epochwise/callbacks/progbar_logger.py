@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 from ..engine import report as _report
@@ -24,7 +24,8 @@ class ProgbarLogger(Callback):
     Example line: ``11/11 ━━━━━━━━━━━━━━━━━━━━ 2s 185ms/step - accuracy: 0.9650 - loss: 0.1213``
     """
 
-    lazy_batch_logs = True  # receives a thunk for batch logs and reads it only when it redraws
+    lazy_batch_logs = True  # reads the batch logs only when it uses them
+
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,7 +56,7 @@ class ProgbarLogger(Callback):
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         self._new_bar()
 
-    def on_train_batch_end(self, batch: int, logs: Callable[[], dict] | dict | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Mapping | None = None) -> None:
         if self._bar is not None:
             self._bar.step(batch + 1, logs)
 
@@ -72,7 +73,7 @@ class ProgbarLogger(Callback):
         else:
             self._new_bar()
 
-    def on_test_batch_end(self, batch: int, logs: Callable[[], dict] | dict | None = None) -> None:
+    def on_test_batch_end(self, batch: int, logs: Mapping | None = None) -> None:
         if not self._in_fit and self._bar is not None:
             self._bar.step(batch + 1, logs)
 
@@ -119,7 +120,7 @@ class _Bar:
         self._progress: Any = None
         self._task: Any = None
 
-    def step(self, current: int, logs: Callable[[], dict] | dict | None) -> None:
+    def step(self, current: int, logs: Mapping | None) -> None:
         now = time.perf_counter()
         self.seen = current
         if self.first_step_end is None:
@@ -127,7 +128,7 @@ class _Bar:
         if self.live and now - self.last_draw >= self.interval:
             self.last_draw = now
             if self.metrics and logs is not None:
-                self.logs = logs() if callable(logs) else logs
+                self.logs = dict(logs)  # batch logs are computed only now (BatchLogs)
             self._draw(final=False, now=now)
 
     def pause(self) -> None:

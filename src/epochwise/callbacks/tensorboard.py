@@ -42,6 +42,8 @@ class TensorBoard(Callback):
     Needs the optional extra: ``pip install 'epochwise[tensorboard]'``.
     """
 
+    lazy_batch_logs = True  # reads the batch logs only when it uses them
+
     def __init__(self, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> None:
         super().__init__()
         self._writer_class = _summary_writer()  # fail now, not at the end of the first epoch
@@ -59,9 +61,6 @@ class TensorBoard(Callback):
         self.update_freq = update_freq
         self.global_batch = 0  # training batches seen, across fits
         self._writers: dict[str, Any] = {}
-        if isinstance(update_freq, int):  # only then does the loop call a batch hook of ours
-            self.on_train_batch_end = self._batch_end
-            self.lazy_batch_logs = True  # we get the logs as a thunk and read them every N batches only
 
     def _writer(self, name: str) -> Any:
         if name not in self._writers:
@@ -72,11 +71,14 @@ class TensorBoard(Callback):
         if distributed.is_main_process():  # under torchrun only rank 0 writes
             os.makedirs(self.log_dir, exist_ok=True)
 
-    def _batch_end(self, batch: int, logs: Any = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        """Every ``update_freq`` batches; the batch logs (a host sync) are read only then."""
+        if not isinstance(self.update_freq, int):
+            return
         self.global_batch += 1
         if self.global_batch % self.update_freq or not distributed.is_main_process():
             return
-        values = logs() if callable(logs) else (logs or {})
+        values = logs or {}
         writer = self._writer("train")
         for key, value in values.items():
             if isinstance(value, (int, float)):
@@ -102,6 +104,12 @@ class TensorBoard(Callback):
             writer.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        self._close()
+
+    def on_exception(self, error: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
         for writer in self._writers.values():
             writer.close()
         self._writers = {}

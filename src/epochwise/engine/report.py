@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..insight.overfitting import overfitting_note
+from ..text import format_value as fmt_value
+
 
 def verbosity(verbose: Any) -> int:
     """F5: "auto" is 1; 0 silent, 1 progress bar, 2 one line per epoch."""
@@ -13,13 +16,6 @@ def verbosity(verbose: Any) -> int:
     if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
     return int(verbose)
-
-
-def fmt_value(value: float) -> str:
-    """B3's format (``%.4f``, or ``%.4e`` for |v| <= 1e-3), with abs also for negatives (§14)."""
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return str(value)
-    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
 
 
 def fmt_step_time(seconds: float) -> str:
@@ -130,10 +126,6 @@ def run_notes(state: Any, history: Any) -> list[str]:
     if state.interrupted:
         notes.append(f"interrupted by signal {state.interrupted} after batch {state.next_batch} of epoch "
                      f"{state.epoch + 1}; on_train_end ran")
-    try:
-        from ..insight.overfitting import overfitting_note
-    except ImportError:  # pragma: no cover - the module arrives with the learning-curves work
-        return notes
     note = overfitting_note(history.history, epochs=history.epoch) if history is not None else None
     if note:
         notes.append(note)

@@ -1,8 +1,10 @@
-"""One training step's settings: mixed precision, torch.compile and gradient accumulation."""
+"""The one training step (fit, the LR range test and the batch-size probes all use it), and its settings:
+mixed precision, torch.compile and gradient accumulation."""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,16 +19,56 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 }
 
 
-def check_precision(precision: str) -> torch.dtype | None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    return PRECISIONS[str(precision)]
+@dataclass
+class StepSettings:
+    """How compile asked every step to run, and the modules the steps call (built once).
 
+    ``gathered``: under FSDP, the full parameters are held on every rank for evaluation.
+    """
 
-def check_accumulate(steps: Any) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"accumulate_steps must be a positive integer (1 = no accumulation), got {steps!r}")
-    return steps
+    precision: str = "32"
+    dtype: torch.dtype | None = None
+    accumulate: int = 1
+    compile_args: dict | None = None
+    gathered: bool = False
+    ddp_module: Any = None
+    compiled: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_compile(cls, precision: Any, compile: Any, accumulate_steps: Any) -> StepSettings:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if isinstance(accumulate_steps, bool) or not isinstance(accumulate_steps, int) or accumulate_steps < 1:
+            raise ValueError(
+                f"accumulate_steps must be a positive integer (1 = no accumulation), got {accumulate_steps!r}")
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(f"compile must be True, False or a dict of torch.compile arguments, got {compile!r}")
+        compile_args = ({} if compile is True else compile) if compile else None
+        return cls(str(precision), PRECISIONS[str(precision)], accumulate_steps, compile_args)
+
+    def forward_module(self, module: torch.nn.Module, device: torch.device, training: bool) -> torch.nn.Module:
+        """What fit / evaluate / predict call: DDP's wrapper for training under torchrun (FSDP shards the
+        module itself), and torch.compile's when asked for. The user's module stays as it is."""
+        if training and distributed.is_distributed() and not distributed.is_sharded(module):
+            if self.ddp_module is None:
+                self.ddp_module = distributed.wrap_module(module, device)
+            module = self.ddp_module
+        if self.compile_args is None:
+            return module
+        if id(module) not in self.compiled:
+            self.compiled[id(module)] = torch.compile(module, **self.compile_args)
+        return self.compiled[id(module)]
+
+    def describe(self, module: torch.nn.Module) -> list[str]:
+        """The run plan's words for these settings."""
+        parts = [self.precision] if self.dtype is not None else []
+        if self.accumulate > 1:
+            parts.append(f"{self.accumulate} batches per optimizer step")
+        if self.compile_args is not None:
+            parts.append("torch.compile")
+        if distributed.is_sharded(module):
+            parts.append("FSDP")
+        return parts
 
 
 def call_module(module: torch.nn.Module, x: Any) -> Any:
@@ -53,18 +95,18 @@ class StepRunner:
 
     def __init__(self, model: Any, training: bool = False) -> None:
         self.model = model
-        device = model.device
-        dtype = model._precision_dtype
+        self.settings = settings = model._settings
+        device, dtype = model.device, settings.dtype
         self.autocast_args = {"device_type": device.type, "dtype": dtype} if dtype is not None else None
         self.scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
-        self.accumulate = model._accumulate_steps
+        self.accumulate = settings.accumulate
         self.pending = 0
-        self.forward_module = model._forward_module(training)
+        self.forward_module = settings.forward_module(model.module, device, training)
         self.ddp = self.forward_module if hasattr(self.forward_module, "no_sync") else None
         self.fsdp = model.module if distributed.is_sharded(model.module) else None
         if self.fsdp is not None and not training:
             distributed.gather_for_eval(self.fsdp)
-            model._gathered = True
+            settings.gathered = True
 
     def train_step(self, x: Any, y: Any, sw: Any, check_first: Any = None) -> tuple[torch.Tensor, Any]:
         """Fit's one training step: forward under autocast, loss, backward; the optimizer steps (and the
@@ -101,9 +143,9 @@ class StepRunner:
         """DDP's ``no_sync`` (FSDP's ``set_requires_gradient_sync(False)``) on the batches of an
         accumulation group that do not step (forward and backward)."""
         if self.fsdp is not None:
-            if self.model._gathered:
+            if self.settings.gathered:
                 distributed.reshard_for_training(self.fsdp)
-                self.model._gathered = False
+                self.settings.gathered = False
             return distributed.gradient_sync(self.fsdp, self.pending + 1 >= self.accumulate)
         if self.ddp is not None and self.pending + 1 < self.accumulate:
             return self.ddp.no_sync()

@@ -47,17 +47,16 @@ _clock = time.perf_counter  # one name to read the time through (tests replace i
 
 
 class _Measure(Callback):
-    """Times the training part of each epoch (from epoch begin to validation begin) and samples memory."""
+    """Times the training part of each epoch (from epoch begin to validation begin).
 
-    lazy_batch_logs = True  # batch logs are never read: no host sync per batch
+    It has no batch hook, so fit computes no batch logs for it (no host sync per batch).
+    """
 
     def __init__(self, memory: _PeakMemory, device: torch.device) -> None:
         super().__init__()
         self.memory, self.device = memory, device
         self.seconds: list[float] = []
         self._t0: float | None = None
-        if memory.needs_sampling:
-            self.on_train_batch_end = lambda batch, logs=None: memory.sample()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         _sync(self.device)
@@ -74,6 +73,14 @@ class _Measure(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._stop()
+
+
+class _SampledMeasure(_Measure):
+    """``_Measure`` that also samples the resident memory at each training batch end, where the kernel
+    keeps no high-water mark that can be reset (not Linux)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.memory.sample()
 
 
 # --- the batch-size explorer -------------------------------------------------------------------------
@@ -259,10 +266,10 @@ def explore_batch_sizes(
             "iterations_per_epoch": math.ceil(n_train / batch_size),
         }
         memory = _PeakMemory(model.device)
-        measure = _Measure(memory, model.device)
+        memory.start()  # says whether the peak must be sampled per batch
+        measure = (_SampledMeasure if memory.needs_sampling else _Measure)(memory, model.device)
         failure, history = None, None
         try:
-            memory.start()
             history = model.fit(
                 x,
                 y,

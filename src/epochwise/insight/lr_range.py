@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,8 @@ import numpy as np
 import torch
 
 from .. import data as _data
-from .probe import _arrays, _check_model, _positive, _Snapshot, _step_tools, _train_step
+from ..engine.step import StepRunner
+from .probe import _any_rank, _arrays, _check_model, _positive, _Snapshot, _update
 
 __all__ = ["LRFinderResult", "find_learning_rate"]
 
@@ -68,9 +70,11 @@ def find_learning_rate(
     loss is smoothed with an exponential moving average (``smoothing``, bias-corrected) and the test
     stops once the smoothed loss exceeds ``diverge_factor`` times its minimum, or is not finite. The
     suggestion is the rate where the smoothed loss falls fastest against log10(lr), looking only
-    before its minimum and after the first 10% of steps. Afterwards the module's weights and
-    gradients, the optimizer's state (and its learning rate or schedule) and torch's RNG state are put
-    back exactly.
+    before its minimum and after the first 10% of steps. Each step is one optimizer update through fit's
+    own step: with ``accumulate_steps=k`` it trains ``k`` batches and records their mean loss; the
+    model's precision, gradient clipping, DDP wrapper and ``torch.compile`` apply as in fit. Afterwards
+    the module's weights and gradients, the optimizer's state (and its learning rate or schedule) and
+    torch's RNG state are put back exactly.
 
     Example::
 
@@ -95,8 +99,8 @@ def find_learning_rate(
         raise ValueError(f"{who}(diverge_factor={diverge_factor!r}): must be > 1, e.g. 4")
     ratio = end_lr / start_lr
     schedule = [start_lr * ratio ** (i / (num_steps - 1)) for i in range(num_steps)]
-    scaler, autocast = _step_tools(model)
-    snapshot = _Snapshot.take(model)
+    runner = StepRunner(model, training=True)  # fit's step: precision, accumulation, DDP, torch.compile
+    snapshot = _Snapshot.take(model, runner)
     optimizer = model.optimizer
     first = optimizer.iterations
     generator = torch.Generator().manual_seed(seed)
@@ -111,25 +115,26 @@ def find_learning_rate(
             return schedule[min(step - first, num_steps - 1)]
 
         optimizer.learning_rate = rate
+
+        def endless() -> Iterator[tuple[Any, Any, Any]]:  # reshuffled at the end of each pass
+            while True:
+                yield from batches
+
         model.module.train()
-        stream = iter(batches)
+        stream = endless()
         for i in range(num_steps):
-            try:
-                batch = next(stream)
-            except StopIteration:
-                stream = iter(batches)
-                batch = next(stream)
-            value = float(_train_step(model, batch, scaler, autocast))
+            value = float(_update(runner, stream))
             average = smoothing * average + (1 - smoothing) * value
             smoothed = average / (1 - smoothing ** (i + 1))
             lrs.append(schedule[i])
             raw.append(value)
             smooth.append(smoothed)
-            if not math.isfinite(smoothed) or smoothed > diverge_factor * min(smooth):
+            diverged = not math.isfinite(smoothed) or smoothed > diverge_factor * min(smooth)
+            if _any_rank(diverged, model.device):  # under torchrun every rank stops together
                 stopped = True
                 break
     finally:
-        snapshot.restore(model)
+        snapshot.restore(model, runner)
     notes = []
     if stopped:
         notes.append(f"stopped at lr {lrs[-1]:.3g}: the smoothed loss diverged")

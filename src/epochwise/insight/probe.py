@@ -1,24 +1,26 @@
-"""What the explorer, the largest-batch search and the range test share: one training step on a copy of
-the data, an exact snapshot and restore of everything a step changes, out-of-memory detection, and
-memory measurement (a run's peak; the bytes one step allocates). The search methods of
-``find_max_batch_size`` are described in ``docs/batch-size.md``.
+"""What the explorer, the largest-batch search and the range test share: one optimizer update through
+fit's own step (``StepRunner``), an exact snapshot and restore of everything an update changes,
+out-of-memory detection, and memory measurement (a run's peak; the bytes one update allocates). The
+search methods of ``find_max_batch_size`` are described in ``docs/batch-size.md``.
 """
 
 from __future__ import annotations
 
 import copy
 import gc
+import itertools
 import os
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .. import data as _data
-from ..engine.loop import call_module
+from .. import distributed, text
+from ..engine.step import StepRunner
 
 __all__ = ["find_max_batch_size", "is_out_of_memory", "available_ram"]
 
@@ -63,9 +65,14 @@ def _arrays(x: Any, y: Any, who: str) -> _data.ArrayData:
 
 
 def _positive(value: Any, name: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{who}({name}={value!r}): {name} must be a positive integer")
-    return value
+    return text.check_int(value, name, owner=who)
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """Under torchrun: True on every rank when any rank says True, so all ranks take the same path."""
+    if not distributed.is_distributed():
+        return flag
+    return bool(distributed.sum_numbers([float(flag)], device)[0] > 0)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -81,7 +88,8 @@ def _to_cpu(obj: Any) -> Any:
 
 @dataclass
 class _Snapshot:
-    """Everything a probe or range test changes: weights, gradients, optimizer, RNG, train/eval mode.
+    """Everything a probe or range test changes: weights, gradients, optimizer, RNG, train/eval mode, and
+    the step runner's grad scaler (fp16).
 
     Tensors are copied to the CPU, so the snapshot does not take device memory from the search.
     """
@@ -93,9 +101,10 @@ class _Snapshot:
     rng: torch.Tensor
     cuda_rng: list[torch.Tensor] | None
     training: bool
+    scaler: dict[str, Any] | None
 
     @classmethod
-    def take(cls, model: Any) -> _Snapshot:
+    def take(cls, model: Any, runner: StepRunner) -> _Snapshot:
         module, opt = model.module, model.optimizer
         return cls(
             module=_to_cpu(module.state_dict()),
@@ -105,41 +114,36 @@ class _Snapshot:
             rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
             training=module.training,
+            scaler=None if runner.scaler is None else _to_cpu(runner.scaler.state_dict()),
         )
 
-    def restore(self, model: Any) -> None:
+    def restore(self, model: Any, runner: StepRunner) -> None:
         module, opt = model.module, model.optimizer
         module.load_state_dict(self.module)
         for name, p in module.named_parameters():
             p.grad = None if self.grads[name] is None else self.grads[name].to(p.device, copy=True)
         vars(opt).clear()
         vars(opt).update(self.optimizer_attrs)  # iterations, learning rate or schedule, flags
-        opt.torch_optimizer.load_state_dict(
-            _to_cpu(self.optimizer)
-        )  # torch moves state to the params' device
+        opt.torch_optimizer.load_state_dict(_to_cpu(self.optimizer))  # torch moves state to the params' device
         torch.set_rng_state(self.rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)
         module.train(self.training)
+        runner.pending = 0  # a group cut short (an out-of-memory error) is dropped with its gradients
+        if self.scaler is not None and runner.scaler is not None:
+            runner.scaler.load_state_dict(self.scaler)
 
 
-def _train_step(model: Any, batch: tuple[Any, Any, Any], scaler: Any, autocast: Any) -> torch.Tensor:
-    """One forward, backward and optimizer step on ``model.module`` (no accumulation); the loss, on device."""
-    x, y, sw = batch
-    with autocast():
-        y_pred = call_module(model.module, x)
-        loss = model._loss(y, y_pred, sw)
-    (scaler.scale(loss) if scaler is not None else loss).backward()
-    model.optimizer.step(scaler)
-    model.optimizer.zero_grad()
-    return loss.detach()
-
-
-def _step_tools(model: Any) -> tuple[Any, Any]:
-    from ..engine.step import StepRunner
-
-    runner = StepRunner(model)
-    return runner.scaler, runner.autocast
+def _update(runner: StepRunner, batches: Iterator[tuple[Any, Any, Any]]) -> torch.Tensor:
+    """One optimizer update through fit's step: ``accumulate_steps`` batches from ``batches`` through
+    ``runner.train_step`` (autocast, the DDP wrapper, torch.compile; clipping is in the optimizer step).
+    Returns the mean loss of those batches, on the device."""
+    total: torch.Tensor | None = None
+    for _ in range(runner.accumulate):
+        loss, _ = runner.train_step(*next(batches))
+        total = loss.detach() if total is None else total + loss.detach()
+    assert total is not None
+    return total / runner.accumulate if runner.accumulate > 1 else total
 
 
 def _batch(data: _data.ArrayData, size: int, device: torch.device) -> tuple[Any, Any, Any]:
@@ -368,8 +372,9 @@ def find_max_batch_size(
     the available RAM) together with the weights, buffers and optimizer state; the bytes each step
     allocates are counted exactly by intercepting torch's operators (see ``docs/batch-size.md``). The
     search stops at ``max_batch_size`` (default: the number of samples; larger batches repeat them).
-    The model's weights, gradients, optimizer state and RNG state are restored afterwards. The probe
-    steps call ``model.module`` directly (no ``torch.compile``), under the model's precision.
+    The model's weights, gradients, optimizer state and RNG state are restored afterwards. Each probe
+    is one optimizer update through fit's own step: ``accumulate_steps`` batches of the given size, under
+    the model's precision, with its gradient clipping, DDP wrapper and ``torch.compile``.
 
     Example::
 
@@ -389,16 +394,17 @@ def find_max_batch_size(
             f"{who}(method='oom') on {device} needs max_batch_size: running a CPU out of memory ends the "
             "process instead of raising. Use method='budget' (the default there) or pass max_batch_size."
         )
-    scaler, autocast = _step_tools(model)
-    snapshot = _Snapshot.take(model)
+    runner = StepRunner(model, training=True)  # fit's step: precision, accumulation, DDP, torch.compile
+    snapshot = _Snapshot.take(model, runner)
     model.module.train()
     try:
         if method == "oom":
 
             def fits(size: int) -> bool:
+                nonlocal runner
                 failed = False
                 try:
-                    _train_step(model, _batch(data, size, device), scaler, autocast)
+                    _update(runner, itertools.repeat(_batch(data, size, device)))
                     _sync(device)
                 except Exception as err:
                     if not is_out_of_memory(err):
@@ -406,8 +412,9 @@ def find_max_batch_size(
                     failed = True
                 if failed:  # outside the except block, so the traceback's tensors can be freed
                     model.optimizer.zero_grad()
+                    runner = StepRunner(model, training=True)  # no half-done group or scaler stage left
                     _free_memory(device)
-                return not failed
+                return not _any_rank(failed, device)  # under torchrun: one search on every rank
 
             best, trials = _largest_fitting(fits, limit)
             if best == 0:
@@ -419,15 +426,18 @@ def find_max_batch_size(
                 )
             return best
 
-        budget = memory_budget_bytes if memory_budget_bytes is not None else available_ram() // 4
+        if memory_budget_bytes is not None:
+            budget = memory_budget_bytes
+        else:  # under torchrun rank 0's measure, so every rank runs the same search
+            budget = distributed.broadcast_int(available_ram() // 4)
         _positive(budget, "memory_budget_bytes", who)
-        _train_step(model, _batch(data, 1, device), scaler, autocast)  # allocates the optimizer state
+        _update(runner, itertools.repeat(_batch(data, 1, device)))  # allocates the optimizer state
         resident = _resident_bytes(model)
 
         def measure(size: int) -> int:
             batch = _batch(data, size, device)
             with _AllocationCounter() as counter:
-                _train_step(model, batch, scaler, autocast)
+                _update(runner, itertools.repeat(batch))
             return counter.peak + sum(t.numel() * t.element_size() for t in _data.leaves(batch))
 
         best, points = _within_budget(measure, budget - resident, limit)
@@ -449,5 +459,5 @@ def find_max_batch_size(
             )
         return best
     finally:
-        snapshot.restore(model)
+        snapshot.restore(model, runner)
         _free_memory(device)

@@ -34,6 +34,11 @@ def check_suffix(path: str | os.PathLike, *, weights_only: bool = True, argument
     raise ValueError(hint)
 
 
+#: A test seam: called with the target after the new file is written and synced, before it is renamed
+#: into place (the fault-injection tests kill the process there). None in normal use.
+before_replace: Callable[[Path], None] | None = None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Write through a temporary file in the same folder, fsync, then rename over ``path``.
 
@@ -53,7 +58,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        _fault_hook(target)
+        if before_replace is not None:
+            before_replace(target)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
@@ -74,17 +80,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _fault_hook(target: Path) -> None:
-    """For the fault-injection tests: pause with the new file written but not yet renamed into place."""
-    delay = os.environ.get("EPOCHWISE_TEST_WRITE_PAUSE")
-    if delay:
-        import sys
-        import time
-
-        print(f"EPOCHWISE-WRITING {target.name}", file=sys.stderr, flush=True)
-        time.sleep(float(delay))
 
 
 def cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .files import cpu_state, load_into
+from ..callbacks.history import History
+from ..distributed import core as distributed
+from .files import CHECKPOINT_KEY, cpu_state, load_file, load_into
 
-FORMAT = 1
+FORMAT = 2  # 2: callback states by state_key (1: a list by class name and position)
 
 
 def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
@@ -65,23 +67,38 @@ class ResumePoint:
     epoch_begin_lrs: list[float] | None = None
 
 
-def capture(model: Any) -> dict[str, Any]:
-    """The payload for the loop's current position (see the module docstring)."""
-    st = model._loop_state
-    runner, module = st.runner, model.module
-    callbacks = []
-    for cb in st.callbacks.callbacks:
-        state = cb.state_dict()
-        if type(cb).__name__ == "History":
-            if st.epoch_end_logs is not None and (not state["epoch"] or state["epoch"][-1] != st.epoch - 1):
-                # taken inside on_epoch_end, before History (which comes last) recorded this epoch
-                state = {"history": {k: list(v) for k, v in state["history"].items()}, "epoch": list(state["epoch"])}
-                state["epoch"].append(st.epoch - 1)
-                for key, value in st.epoch_end_logs.items():
-                    state["history"].setdefault(key, []).append(value)
-        callbacks.append({"class": type(cb).__name__, "state": state})
-    from ..distributed import core as distributed
+class _Named:
+    def __init__(self, key: str) -> None:
+        self.state_key = key
 
+
+def callback_keys(callbacks: list) -> list[str]:
+    """Each callback's ``state_key``; a key that repeats gets ``#2``, ``#3``... in list order."""
+    seen: dict[str, int] = {}
+    keys = []
+    for cb in callbacks:
+        key = cb.state_key
+        seen[key] = seen.get(key, 0) + 1
+        keys.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return keys
+
+
+def capture(model: Any, st: Any) -> dict[str, Any]:
+    """The payload for the loop's current position ``st`` (see the module docstring)."""
+    runner, module = st.runner, model.module
+    callbacks = {}
+    for key, cb in zip(callback_keys(st.callbacks.callbacks), st.callbacks.callbacks):
+        state = cb.state_dict()
+        if isinstance(cb, History) and st.epoch_end_logs is not None and (
+            not state["epoch"] or state["epoch"][-1] != st.epoch - 1
+        ):  # taken inside on_epoch_end, before History (which comes last) recorded this epoch
+            state = {"history": {k: list(v) for k, v in state["history"].items()}, "epoch": list(state["epoch"])}
+            state["epoch"].append(st.epoch - 1)
+            for name, value in st.epoch_end_logs.items():
+                state["history"].setdefault(name, []).append(value)
+        callbacks[key] = state
+    module_state = cpu_state(distributed.module_state(module))
+    callbacks = _mark_module_copies(callbacks, module_state)
     grads = None
     if runner.pending:
         if runner.fsdp is not None:  # this rank's shard of the group's gradients so far
@@ -94,7 +111,7 @@ def capture(model: Any) -> dict[str, Any]:
     return {
         "epochwise_training_state": FORMAT,
         "ranks": ranks,
-        "module": cpu_state(distributed.module_state(module)),
+        "module": module_state,
         "optimizer": model.optimizer.state_dict(),
         "scaler": runner.scaler.state_dict() if runner.scaler is not None else None,
         "pending": runner.pending,
@@ -111,14 +128,40 @@ def capture(model: Any) -> dict[str, Any]:
     }
 
 
+_SAME_AS_MODULE = {"epochwise_same_as": "module"}
+
+
+def _mark_module_copies(state: Any, module_state: dict) -> Any:
+    """Callback state that equals the module's weights (EarlyStopping's best weights at the best epoch) is
+    stored as a marker: a checkpoint holds the weights once."""
+    if isinstance(state, dict):
+        if state.keys() == module_state.keys() and all(
+            isinstance(v, torch.Tensor) and v.shape == module_state[k].shape
+            and torch.equal(v.detach().cpu(), module_state[k]) for k, v in state.items()
+        ):
+            return dict(_SAME_AS_MODULE)
+        return {k: _mark_module_copies(v, module_state) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_mark_module_copies(v, module_state) for v in state]
+    return state
+
+
+def _unmark_module_copies(state: Any, module_state: dict) -> Any:
+    if isinstance(state, dict):
+        if state == _SAME_AS_MODULE:
+            return {k: v.clone() for k, v in module_state.items()}
+        return {k: _unmark_module_copies(v, module_state) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_unmark_module_copies(v, module_state) for v in state]
+    return state
+
+
 def is_training_state(payload: Any) -> bool:
     return isinstance(payload, dict) and "epochwise_training_state" in payload
 
 
 def apply(model: Any, payload: dict[str, Any], callbacks: Any, runner: Any, source: str) -> ResumePoint:
     """Restore weights, optimizer, scaler, gradients and callback states; return where to continue."""
-    from ..distributed import core as distributed
-
     ranks = payload.get("ranks")
     if ranks and len(ranks) == distributed.world_size():  # this rank's own RNGs, running state, gradients
         payload = {**payload, **ranks[distributed.rank()]}
@@ -130,20 +173,18 @@ def apply(model: Any, payload: dict[str, Any], callbacks: Any, runner: Any, sour
         for p, g in zip(model.module.parameters(), payload["grads"]):
             p.grad = None if g is None else distributed.like_param(g.to(p.device), p)
         runner.pending = int(payload["pending"])
-    # the k-th callback of each class gets the k-th saved state of that class
-    saved: dict[str, list[dict]] = {}
-    for entry in payload["callbacks"]:
-        saved.setdefault(entry["class"], []).append(entry["state"])
+    saved = _unmark_module_copies(payload["callbacks"], payload["module"])  # by state_key, not position
+    if isinstance(saved, list):  # format 1
+        saved = dict(zip(callback_keys([_Named(e["class"]) for e in saved]), (e["state"] for e in saved)))
     missing = []
-    for cb in callbacks.callbacks:
-        states = saved.get(type(cb).__name__)
-        if states:
-            cb.load_state_dict(states.pop(0))
+    for key, cb in zip(callback_keys(callbacks.callbacks), callbacks.callbacks):
+        if key in saved:
+            cb.load_state_dict(saved[key])
         elif cb.state_dict():
-            missing.append(type(cb).__name__)
+            missing.append(key)
     if missing:
-        warnings.warn(f"resuming from {source}: no saved state for {missing}; they start fresh",
-                      UserWarning, stacklevel=3)
+        warnings.warn(f"resuming from {source}: no saved state for {missing} (saved: {sorted(saved)}); "
+                      "they start fresh", UserWarning, stacklevel=3)
     return ResumePoint(epoch=int(payload["epoch"]), batch=int(payload["batch"]), epoch_rng=payload["epoch_rng"],
                        rng=payload["rng"], tracker=payload.get("tracker"), epoch_logs=dict(payload["epoch_logs"]),
                        stop_training=bool(payload.get("stop_training", False)),
@@ -157,20 +198,12 @@ def set_lrs(optimizer: Any, lrs: list[float] | None) -> None:
             group["lr"] = lr
 
 
-def start(model: Any, plan: Any, callbacks: Any, runner: Any) -> ResumePoint | None:
-    """Load what a run resumes from: a BackupAndRestore backup, else ``fit(resume_from=...)``."""
-    from .files import CHECKPOINT_KEY, load_file
-
-    payload, source = None, None
-    for cb in callbacks.callbacks:
-        get = getattr(cb, "_resume_payload", None)
-        if callable(get):
-            found = get()
-            if found is not None:
-                payload, source = found
-    if payload is None and plan.resume_from is not None:
-        source = repr(str(plan.resume_from))
-        payload = load_file(plan.resume_from)
+def start(model: Any, st: Any, found: tuple[dict, str] | None, resume_from: Any) -> ResumePoint | None:
+    """Load what a run resumes from: ``found`` (a callback's training state and its source, e.g.
+    BackupAndRestore's backup), else the file ``resume_from``; None to start afresh."""
+    if found is None and resume_from is not None:
+        source = repr(str(resume_from))
+        payload = load_file(resume_from)
         if not is_training_state(payload):
             if CHECKPOINT_KEY not in payload:
                 raise ValueError(
@@ -179,12 +212,13 @@ def start(model: Any, plan: Any, callbacks: Any, runner: Any) -> ResumePoint | N
             load_into(model.module, payload["module"], source)
             if payload.get("optimizer") is not None:
                 model.optimizer.load_state_dict(payload["optimizer"])
-            epoch = int(payload.get("extra", {}).get("epoch", plan.initial_epoch))
+            epoch = int(payload.get("extra", {}).get("epoch", st.epoch))
             return ResumePoint(epoch, 0, None, rng_state(None), None, {}, False)
-    if payload is None:
+        found = payload, source
+    if found is None:
         return None
-    point = apply(model, payload, callbacks, runner, source)
+    point = apply(model, found[0], st.callbacks, st.runner, found[1])
     if point.batch == 0:  # an epoch boundary: the RNGs continue from here
-        set_rng_state(point.rng, model._loop_state.generator)
-    model._loop_state.epoch_logs = point.epoch_logs
+        set_rng_state(point.rng, st.generator)
+    st.epoch_logs = point.epoch_logs
     return point

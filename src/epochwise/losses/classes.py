@@ -1,4 +1,4 @@
-"""Losses by Keras name (reference §10): `compile(loss="mse")`, `loss=ew.losses.Huber(delta=2.0)`,
+"""Losses by Keras name (rules LO1-LO8 of docs/behaviour.md): `compile(loss="mse")`, `loss=ew.losses.Huber(delta=2.0)`,
 a callable `loss(y_true, y_pred)` in Keras order, or a torch loss such as `nn.CrossEntropyLoss()`.
 
 Crossentropies default to `from_logits=None`, meaning "decided from the module": the Model calls
@@ -19,8 +19,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..text import snake_case
 from . import functions as lf
-from .functions import Loss, align_ranks, as_tensors, infer_from_logits, reduce_weighted, snake_case
+from .functions import Loss, align_ranks, as_tensors, infer_from_logits, reduce_weighted
 
 __all__ = [
     "Loss",

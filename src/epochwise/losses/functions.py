@@ -1,4 +1,4 @@
-"""The machinery behind `epochwise.losses` (reference §10): the `Loss` base class with LO1 rank
+"""The machinery behind `epochwise.losses` (rules LO1-LO8 of docs/behaviour.md): the `Loss` base class with LO1 rank
 alignment and the LO2-LO4 reductions, the LO6/LO7 formulas, the checks run by `Loss.validate`, and
 `infer_from_logits`.
 
@@ -10,11 +10,12 @@ tensors' device, never synchronise (no `.item()`), and are differentiable.
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..text import snake_case
 
 EPSILON = 1e-7
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none", None)
@@ -380,10 +381,6 @@ def check_sparse_targets(
             f"targets have {problem} values (min {low:g}, max {high:g}){hint}. Make the last layer output one "
             "value per class, or fix the labels."
         )
-
-
-def snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def as_tensors(y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor]:

@@ -156,7 +156,6 @@ class Optimizer:
         self.built = False
         self.torch_optimizer: torch.optim.Optimizer = None  # type: ignore[assignment]  # set by build()
         self._pending_state: dict[str, Any] | None = None
-        self._sharded = False  # set by Model.compile(strategy="fsdp"): the torch state is sharded (DTensors)
 
     # --- building -----------------------------------------------------------------------------
     def _torch_kwargs(self) -> dict[str, Any]:
@@ -326,13 +325,22 @@ class Optimizer:
         self.iterations += 1
 
     # --- state --------------------------------------------------------------------------------
+    def _sharded(self) -> bool:
+        """Whether the parameters are FSDP shards (DTensors), so the torch state is sharded too."""
+        opt = self.torch_optimizer
+        if opt is None or not distributed.is_distributed():
+            return False
+        from torch.distributed.tensor import DTensor
+
+        return any(isinstance(p, DTensor) for g in opt.param_groups for p in g["params"])
+
     def state_dict(self) -> dict[str, Any]:
         """``{"torch": torch_optimizer.state_dict(), "iterations": int}``; ``torch.load(weights_only=True)`` reads it.
 
         Under FSDP every rank must call it: the sharded state is gathered to the full one (on rank 0).
         """
         opt = self._require_built("state_dict")
-        torch_state = distributed.optimizer_state(opt) if self._sharded else opt.state_dict()
+        torch_state = distributed.optimizer_state(opt) if self._sharded() else opt.state_dict()
         return {"torch": torch_state, "iterations": self.iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -350,7 +358,7 @@ class Optimizer:
             )
         if not self.built:
             self._pending_state = state
-        elif self._sharded:  # a full state (as saved): each rank keeps its shard
+        elif self._sharded():  # a full state (as saved): each rank keeps its shard
             distributed.load_optimizer_state(self.torch_optimizer, state["torch"])
         else:
             self.torch_optimizer.load_state_dict(state["torch"])

@@ -1,4 +1,4 @@
-"""Learning-rate schedules with Keras's names, arguments and formulas (reference §12, SC0-SC7).
+"""Learning-rate schedules with Keras's names, arguments and formulas (rules SC0-SC7 of docs/behaviour.md).
 
 A schedule is a callable of the step that returns a Python float. Pass one as an optimizer's
 ``learning_rate`` and it is evaluated at ``t = optimizer.iterations``, the number of updates already

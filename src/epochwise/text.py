@@ -1,0 +1,49 @@
+"""The library's shared wording: how a value is printed, "did you mean", and Keras-style snake_case names."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable
+from numbers import Integral
+from typing import Any
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_case(name: str) -> str:
+    """``"TopKCategoricalAccuracy"`` -> ``"top_k_categorical_accuracy"``; snake_case is kept."""
+    return _CAMEL_BOUNDARY.sub("_", name).lower()
+
+
+def format_value(value: float | None) -> str:
+    """A logged value as the progress bar prints it (B3): ``%.4f``, or ``%.4e`` when |v| <= 1e-3."""
+    if value is None:
+        return "None"
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return str(value)
+    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
+
+
+def did_you_mean(name: object, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+    """`` Did you mean 'x'?`` for the close matches of ``name`` among ``choices``, else ``''``."""
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=cutoff)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_int(value: Any, name: str, *, minimum: int = 1, owner: str | None = None,
+              allow_none: bool = False) -> Any:
+    """``value`` as an int >= ``minimum`` (NumPy integers too; None when allowed), else a ValueError
+    that names the argument: ``batch_size must be a positive integer or None, got 0``, or with ``owner``
+    ``EarlyStopping(patience=-1): patience must be an integer >= 0``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        where = f"{owner}({name}={value!r}): " if owner else ""
+        tail = "" if owner else f", got {value!r}"
+        raise ValueError(f"{where}{name} must be {bound}{' or None' if allow_none else ''}{tail}")
+    return int(value)
