@@ -1,4 +1,8 @@
-"""EarlyStopping against the reference's worked examples (ES1-ES8) and our stances."""
+"""EarlyStopping against the reference's worked examples (ES1-ES8) and our stances.
+
+Each test runs the real ``Model.fit``; ``Script`` (see ``_scripted.py``) feeds the chosen monitor values and
+marks each epoch's weights with the epoch number, so a restore says which epoch it brought back.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,15 @@ import io
 
 import pytest
 import torch
-from _fakes import FakeModel, run_fit, val_losses
+from _scripted import scripted_fit, scripted_model, val_losses, weight_epoch
 from conftest import make_regression, regressor
 
 import epochwise as ew
 from epochwise.callbacks import Callback, EarlyStopping, LambdaCallback
+
+
+def _fit(callbacks, logs, **kwargs):
+    return scripted_fit(callbacks, logs, validate=True, **kwargs)  # validating: fit announces val_loss
 
 
 def test_defaults():  # ES1
@@ -21,14 +29,14 @@ def test_defaults():  # ES1
 
 def test_es4_example_patience_2():  # ES4: 1.0, 0.9, 0.95, 0.96 stops at epoch 3, best at epoch 1
     cb = EarlyStopping(patience=2)
-    run = run_fit(FakeModel(), [cb], val_losses([1.0, 0.9, 0.95, 0.96, 0.5, 0.4]))
+    run = _fit([cb], val_losses([1.0, 0.9, 0.95, 0.96, 0.5, 0.4]))
     assert run.epochs == [0, 1, 2, 3]
     assert (cb.stopped_epoch, cb.best_epoch, cb.best, cb.wait) == (3, 1, 0.9, 2)  # ES8
 
 
 def test_es4_flat_metric_patience_3_runs_4_epochs():  # ES4
     cb = EarlyStopping(patience=3)
-    run = run_fit(FakeModel(), [cb], val_losses([1.0] * 10))
+    run = _fit([cb], val_losses([1.0] * 10))
     assert run.epochs == [0, 1, 2, 3]
     assert cb.stopped_epoch == 3
 
@@ -36,22 +44,22 @@ def test_es4_flat_metric_patience_3_runs_4_epochs():  # ES4
 @pytest.mark.parametrize("patience", [0, 1])
 def test_es4_patience_0_equals_1(patience):  # ES4: stops on the first non-improving epoch
     cb = EarlyStopping(patience=patience)
-    run = run_fit(FakeModel(), [cb], val_losses([1.0, 0.8, 0.9, 0.7]))
+    run = _fit([cb], val_losses([1.0, 0.8, 0.9, 0.7]))
     assert run.epochs == [0, 1, 2]
     assert cb.stopped_epoch == 2
 
 
 def test_min_delta_counts_small_gains_as_no_improvement():  # M4 within ES3.6
     cb = EarlyStopping(patience=2, min_delta=0.1)
-    run = run_fit(FakeModel(), [cb], val_losses([1.0, 0.95, 0.91, 0.5]))
+    run = _fit([cb], val_losses([1.0, 0.95, 0.91, 0.5]))
     assert run.epochs == [0, 1, 2]
     assert (cb.best, cb.best_epoch) == (1.0, 0)
 
 
 def test_max_mode_from_compiled_metric():  # M2 with ES4
-    model = FakeModel(metrics={"accuracy": "max"})
+    model = scripted_model(metrics=["accuracy"])  # declares direction "max"
     cb = EarlyStopping(monitor="val_accuracy", patience=1)
-    run = run_fit(model, [cb], [{"val_accuracy": v} for v in [0.5, 0.7, 0.6, 0.9]])
+    run = _fit([cb], [{"val_accuracy": v} for v in [0.5, 0.7, 0.6, 0.9]], model=model)
     assert run.epochs == [0, 1, 2]
     assert (cb.best, cb.best_epoch) == (0.7, 1)
 
@@ -59,46 +67,44 @@ def test_max_mode_from_compiled_metric():  # M2 with ES4
 # --- ES5: baseline ------------------------------------------------------------------------------
 def test_es5_improving_but_never_reaching_baseline_never_stops():
     cb = EarlyStopping(patience=1, baseline=0.1)
-    run = run_fit(FakeModel(), [cb], val_losses([1.0, 0.9, 0.8, 0.7, 0.6, 0.5]))
+    run = _fit([cb], val_losses([1.0, 0.9, 0.8, 0.7, 0.6, 0.5]))
     assert run.epochs == [0, 1, 2, 3, 4, 5]
     assert cb.stopped_epoch == 0 and cb.wait == 6
 
 
 def test_es5_first_non_improving_epoch_stops_at_once_after_accumulated_wait():
     cb = EarlyStopping(patience=2, baseline=0.5)
-    run = run_fit(FakeModel(), [cb], val_losses([1.0, 0.9, 0.8, 0.85, 0.1]))
+    run = _fit([cb], val_losses([1.0, 0.9, 0.8, 0.85, 0.1]))
     assert run.epochs == [0, 1, 2, 3]
     assert cb.stopped_epoch == 3
 
 
 def test_es5_flat_metric_never_beating_baseline_stops_at_epoch_1():
     cb = EarlyStopping(patience=2, baseline=0.5)
-    run = run_fit(FakeModel(), [cb], val_losses([1.0] * 5))
+    run = _fit([cb], val_losses([1.0] * 5))
     assert run.epochs == [0, 1]
     assert cb.stopped_epoch == 1
 
 
 def test_beating_the_baseline_resets_wait():  # ES3.6
     cb = EarlyStopping(patience=2, baseline=0.5)
-    run = run_fit(FakeModel(), [cb], val_losses([0.4, 0.45, 0.3, 0.35, 0.36, 0.1]))
+    run = _fit([cb], val_losses([0.4, 0.45, 0.3, 0.35, 0.36, 0.1]))
     assert run.epochs == [0, 1, 2, 3, 4]
     assert (cb.stopped_epoch, cb.best_epoch) == (4, 2)
 
 
 # --- ES6: restore_best_weights -----------------------------------------------------------------------
 def test_es6_restores_the_best_epoch_when_it_stops():
-    model = FakeModel()
     cb = EarlyStopping(patience=2, restore_best_weights=True)
-    run_fit(model, [cb], val_losses([1.0, 0.9, 0.95, 0.96]))
-    assert model.weight_epoch() == 1.0
+    run = _fit([cb], val_losses([1.0, 0.9, 0.95, 0.96]))
+    assert weight_epoch(run.model) == 1.0
 
 
 def test_es6_restores_even_without_an_early_stop():  # verified: best at epoch 1 of 3 restores epoch 1
-    model = FakeModel()
     cb = EarlyStopping(patience=5, restore_best_weights=True)
-    run = run_fit(model, [cb], val_losses([1.0, 0.5, 0.7]))
+    run = _fit([cb], val_losses([1.0, 0.5, 0.7]))
     assert run.epochs == [0, 1, 2] and cb.stopped_epoch == 0
-    assert model.weight_epoch() == 1.0
+    assert weight_epoch(run.model) == 1.0
     assert cb.summary() == "weights restored from epoch 2 (val_loss 0.5000)"
 
 
@@ -113,32 +119,29 @@ class _StopAt(Callback):
 
 
 def test_es6_restores_when_another_callback_stops():
-    model = FakeModel()
     cb = EarlyStopping(patience=5, restore_best_weights=True)
-    run = run_fit(model, [cb, _StopAt(3)], val_losses([1.0, 0.4, 0.7, 0.8, 0.9]))
+    run = _fit([cb, _StopAt(3)], val_losses([1.0, 0.4, 0.7, 0.8, 0.9]))
     assert run.epochs == [0, 1, 2, 3]
-    assert model.weight_epoch() == 1.0
+    assert weight_epoch(run.model) == 1.0
 
 
 def test_es6_nothing_restored_before_start_from_epoch():  # ES3.3, ES6
-    model = FakeModel()
     cb = EarlyStopping(patience=1, restore_best_weights=True, start_from_epoch=5)
-    run_fit(model, [cb], val_losses([0.1, 0.2, 0.3]))
+    run = _fit([cb], val_losses([0.1, 0.2, 0.3]))
     assert cb.best_weights is None and cb.best is None
-    assert model.weight_epoch() == 2.0
+    assert weight_epoch(run.model) == 2.0
 
 
 def test_start_from_epoch_ignores_earlier_epochs():  # ES3.3: not counted, not eligible as best
     cb = EarlyStopping(patience=1, start_from_epoch=2)
-    run = run_fit(FakeModel(), [cb], val_losses([0.1, 0.2, 0.5, 0.6, 0.7]))
+    run = _fit([cb], val_losses([0.1, 0.2, 0.5, 0.6, 0.7]))
     assert run.epochs == [0, 1, 2, 3]
     assert (cb.best, cb.best_epoch, cb.stopped_epoch) == (0.5, 2, 3)
 
 
 def test_restored_weights_are_a_snapshot_not_a_reference():  # best_weights = model.get_weights()
-    model = FakeModel()
     cb = EarlyStopping(patience=3, restore_best_weights=True)
-    run_fit(model, [cb], val_losses([0.5, 0.6, 0.7]))
+    _fit([cb], val_losses([0.5, 0.6, 0.7]))
     assert float(cb.best_weights["weight"][0, 0]) == 0.0
 
 
@@ -147,7 +150,7 @@ def test_epoch_without_the_monitor_is_not_counted_and_cannot_stop():
     cb = EarlyStopping(patience=1)
     logs = [{"val_loss": 1.0}, {"loss": 1.0}, {"loss": 1.0}, {"val_loss": 1.5}]
     with pytest.warns(UserWarning, match="not available"):
-        run = run_fit(FakeModel(), [cb], logs)
+        run = _fit([cb], logs)
     assert run.epochs == [0, 1, 2, 3]
     assert (cb.stopped_epoch, cb.wait) == (3, 1)
 
@@ -172,15 +175,15 @@ def test_bad_arguments(kwargs, match):
 
 def test_reused_instance_starts_fresh():  # ES2, C3 (keras-team/keras#20256)
     cb = EarlyStopping(patience=1, restore_best_weights=True)
-    run_fit(FakeModel(), [cb], val_losses([0.1, 0.2]))
-    run = run_fit(FakeModel(), [cb], val_losses([0.9, 0.8, 0.85]))
+    _fit([cb], val_losses([0.1, 0.2]))
+    run = _fit([cb], val_losses([0.9, 0.8, 0.85]))
     assert run.epochs == [0, 1, 2]  # the first fit's best (0.1) would have stopped at epoch 1
     assert (cb.best, cb.best_epoch, cb.stopped_epoch) == (0.8, 1, 2)
 
 
 def test_verbose_messages_say_why_and_which_weights(capsys):  # ES7
     cb = EarlyStopping(patience=2, verbose=1, restore_best_weights=True)
-    run_fit(FakeModel(), [cb], val_losses([1.0, 0.0912, 0.95, 0.96]))
+    _fit([cb], val_losses([1.0, 0.0912, 0.95, 0.96]))
     out = capsys.readouterr().out
     assert "\nEpoch 4: early stopping (val_loss did not improve by > 0 for 2 epochs)." in out
     assert (
@@ -191,7 +194,7 @@ def test_verbose_messages_say_why_and_which_weights(capsys):  # ES7
 
 def test_verbose_without_restore_says_the_model_keeps_the_last_weights(capsys):
     cb = EarlyStopping(patience=1, verbose=1)
-    run_fit(FakeModel(), [cb], val_losses([1.0, 0.5, 0.6]))
+    _fit([cb], val_losses([1.0, 0.5, 0.6]))
     out = capsys.readouterr().out
     assert "The model keeps the weights of epoch 3; the best was epoch 2 (val_loss 0.5000)" in out
 
@@ -201,14 +204,14 @@ def test_verbose_true_counts_as_1():
 
 
 def test_silent_by_default(capsys):
-    run_fit(FakeModel(), [EarlyStopping()], val_losses([1.0, 2.0]))
+    _fit([EarlyStopping()], val_losses([1.0, 2.0]))
     assert capsys.readouterr().out == ""
 
 
 def test_summary_text():
     cb = EarlyStopping(patience=3, restore_best_weights=True)
     values = [1.0 - 0.01 * i for i in range(13)] + [0.0912, 0.2, 0.3, 0.4] + [0.01] * 83
-    run_fit(FakeModel(), [cb], val_losses(values), epochs=100)
+    _fit([cb], val_losses(values), epochs=100)
     assert cb.summary() == (
         "stopped at epoch 17 of 100 (val_loss did not improve by > 0 for 3 epochs); "
         "weights restored from epoch 14 (val_loss 0.0912)"
@@ -217,31 +220,47 @@ def test_summary_text():
 
 def test_summary_baseline_reason_and_none_when_idle():
     cb = EarlyStopping(patience=2, baseline=0.5)
-    run_fit(FakeModel(), [cb], val_losses([1.0, 1.0]))
+    _fit([cb], val_losses([1.0, 1.0]))
     assert cb.summary() == "stopped at epoch 2 of 2 (val_loss did not beat the baseline 0.5 for 2 epochs)"
     idle = EarlyStopping(patience=5)
-    run_fit(FakeModel(), [idle], val_losses([1.0, 0.9]))
+    _fit([idle], val_losses([1.0, 0.9]))
     assert idle.summary() is None
 
 
 def test_state_dict_round_trips_and_resumes_exactly():
     values = [1.0, 0.9, 0.95, 0.96, 0.97]
     whole = EarlyStopping(patience=2, restore_best_weights=True)
-    run_fit(FakeModel(), [whole], val_losses(values))
+    _fit([whole], val_losses(values))
 
     first = EarlyStopping(patience=2, restore_best_weights=True)
-    run_fit(FakeModel(), [first], val_losses(values[:3]))  # interrupted after epoch 2
+    _fit([first], val_losses(values[:3]))  # interrupted after epoch 2
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
     resumed = EarlyStopping(patience=2, restore_best_weights=True)
     resumed.load_state_dict(state)
-    model = FakeModel()
-    run = run_fit(model, [resumed], val_losses(values[3:]), initial_epoch=3)
+    run = _fit([resumed], val_losses(values[3:]), initial_epoch=3)
     assert run.epochs == [3]
     assert (resumed.stopped_epoch, resumed.best_epoch, resumed.best) == (whole.stopped_epoch, 1, 0.9)
-    assert model.weight_epoch() == 1.0
+    assert weight_epoch(run.model) == 1.0
+
+
+def test_state_taken_during_fit_resumes_exactly():  # the state a checkpoint at the end of epoch 3 holds
+    values = [1.0, 0.9, 0.95, 0.96, 0.97]
+    first = EarlyStopping(patience=2, restore_best_weights=True)
+    buffer = io.BytesIO()
+    take = LambdaCallback(
+        on_epoch_end=lambda epoch, logs: epoch == 2 and torch.save(first.state_dict(), buffer)
+    )
+    _fit([first, take], val_losses(values[:3]))
+    buffer.seek(0)
+    resumed = EarlyStopping(patience=2, restore_best_weights=True)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    run = _fit([resumed], val_losses(values[3:]), initial_epoch=3)
+    assert run.epochs == [3]
+    assert (resumed.stopped_epoch, resumed.best_epoch, resumed.best) == (3, 1, 0.9)
+    assert weight_epoch(run.model) == 1.0
 
 
 # --- one real fit ------------------------------------------------------------------------------------

@@ -1,9 +1,14 @@
-"""LambdaCallback against LC1-LC2."""
+"""LambdaCallback against LC1-LC2, through the real fit / evaluate / predict.
+
+``Script`` (see ``_scripted.py``), placed first, feeds the chosen logs where a test names the values.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from _fakes import FakeModel, run_fit
+import torch
+from _scripted import BATCH, scripted_fit, scripted_model
 from conftest import make_regression, regressor
 
 from epochwise.callbacks import CallbackList, LambdaCallback
@@ -19,7 +24,7 @@ def test_lc2_each_hook_gets_keras_arguments():
         on_epoch_end=lambda epoch, logs: calls.append(("epoch_end", epoch, logs)),
         on_train_end=lambda logs: calls.append(("train_end", logs)),
     )
-    run_fit(FakeModel(), [cb], [{"loss": 0.5}], batch_logs=[[{"loss": 0.4}]])
+    scripted_fit([cb], [{"loss": 0.5}], batch_logs=[[{"loss": 0.4}]])
     assert calls == [
         ("train_begin", {}),
         ("epoch_begin", 0, {}),
@@ -36,16 +41,13 @@ def test_lc2_batch_hooks_receive_logs_by_keyword():  # so the parameter must be 
     def by_keyword(batch, *, logs):
         seen.append((batch, logs))
 
-    run_fit(
-        FakeModel(),
-        [LambdaCallback(on_train_batch_end=by_keyword)],
-        [{"loss": 1.0}],
-        batch_logs=[[{"loss": 1.0}]],
+    scripted_fit(
+        [LambdaCallback(on_train_batch_end=by_keyword)], [{"loss": 1.0}], batch_logs=[[{"loss": 1.0}]]
     )
     assert seen == [(0, {"loss": 1.0})]
     cb = LambdaCallback(on_train_batch_end=lambda b, l: None)  # noqa: E741
     with pytest.raises(TypeError, match="unexpected keyword argument 'logs'"):
-        run_fit(FakeModel(), [cb], [{"loss": 1.0}], batch_logs=[[{"loss": 1.0}]])
+        scripted_fit([cb], [{"loss": 1.0}], batch_logs=[[{"loss": 1.0}]])
 
 
 def test_lc1_other_hooks_by_keyword():
@@ -59,10 +61,25 @@ def test_lc1_other_hooks_by_keyword():
     assert (
         cbs.listens("on_test_end") and cbs.listens("on_train_batch_end") and not cbs.listens("on_epoch_end")
     )
-    cbs.on_test_end({"loss": 1.0})
-    cbs.on_train_batch_end(3, {"loss": 1.0})
-    cbs.on_predict_batch_end(2, {"outputs": 7})
-    assert calls == [("test_end", {"loss": 1.0}), ("batch_end", 3), ("predict_batch_end", 2, {"outputs": 7})]
+    model = scripted_model()
+    x = np.arange(3 * BATCH * 2, dtype="float32").reshape(3 * BATCH, 2)
+    y = np.zeros((3 * BATCH, 1), "float32")
+    with torch.no_grad():
+        expected = model.module(torch.from_numpy(x)).numpy()  # the reference: the module called directly
+    loss = model.evaluate(x, y, batch_size=BATCH, verbose=0, callbacks=[cb])
+    assert calls == [("test_end", {"loss": loss})]
+    assert loss == pytest.approx(float((expected**2).mean()), rel=1e-6)  # mse against zeros
+    calls.clear()
+    scripted_fit([cb], None, epochs=1, batch_logs=[[{"loss": 1.0}] * 4])
+    assert calls == [("batch_end", b) for b in range(4)]
+    calls.clear()
+    out = model.predict(x, batch_size=BATCH, verbose=0, callbacks=[cb])
+    assert [c[:2] for c in calls] == [("predict_batch_end", b) for b in range(3)]
+    for b, (_, _, logs) in enumerate(calls):
+        np.testing.assert_allclose(
+            np.asarray(logs["outputs"]), expected[b * BATCH : (b + 1) * BATCH], rtol=1e-6
+        )
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
 
 
 def test_hooks_belong_to_the_instance():

@@ -1,4 +1,9 @@
-"""ModelCheckpoint against MC1-MC10 and our stances (MC6, MC7, MC8 fixes; PyTorch file formats)."""
+"""ModelCheckpoint against MC1-MC10 and our stances (MC6, MC7, MC8 fixes; PyTorch file formats).
+
+Each test runs the real ``Model.fit``; ``Script`` (see ``_scripted.py``) feeds the chosen logs and marks each
+epoch's weights with the epoch number, and ``Saves``, placed after the checkpoint, reads back every file
+written, in order.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,29 @@ import os
 
 import pytest
 import torch
-from _fakes import FakeModel, run_fit, val_losses
+from _scripted import ReadCount, Saves, scripted_fit, scripted_model, val_losses, zeros
 from conftest import make_regression, regressor
 from safetensors.torch import load_file
 from torch import nn
 
 import epochwise as ew
-from epochwise.callbacks import CallbackList, LambdaCallback, ModelCheckpoint
+from epochwise.callbacks import LambdaCallback, ModelCheckpoint
 
 
-def _paths(model, tmp_path):
-    return [os.path.relpath(p, tmp_path) for _, p, _ in model.saved]
+def _fit(cb, logs, tmp_path, validate=True, **kwargs):
+    """``scripted_fit`` with ``cb`` then a ``Saves`` on ``tmp_path``; returns the ``Saves``."""
+    saves = Saves(tmp_path)
+    scripted_fit([cb, saves], logs, validate=validate, **kwargs)
+    return saves
 
 
 # --- MC4: save_freq -------------------------------------------------------------------------------
 def test_mc4_integer_save_freq_counts_across_epochs(tmp_path):  # verified save points of MC4
-    model = FakeModel()
     cb = ModelCheckpoint(str(tmp_path / "{epoch}-{batch}.pt"), save_freq=3)
     batches = [[{"loss": 1.0}] * 4] * 3
-    run_fit(model, [cb], [{"loss": 1.0}] * 3, batch_logs=batches)
-    assert _paths(model, tmp_path) == ["1-3.pt", "2-2.pt", "3-1.pt", "3-4.pt"]
-    assert [extra for _, _, extra in model.saved] == [  # epochs completed, batches done since
+    saves = _fit(cb, [{"loss": 1.0}] * 3, tmp_path, batch_logs=batches)
+    assert saves.paths == ["1-3.pt", "2-2.pt", "3-1.pt", "3-4.pt"]
+    assert [extra for _, _, extra in saves.written] == [  # epochs completed, batches done since
         {"epoch": 0, "batch": 3},
         {"epoch": 1, "batch": 2},
         {"epoch": 2, "batch": 1},
@@ -36,36 +43,38 @@ def test_mc4_integer_save_freq_counts_across_epochs(tmp_path):  # verified save 
 
 
 def test_mc4_epoch_saves_every_epoch_and_overwrites(tmp_path):  # MC4, MC5
-    model = FakeModel()
     cb = ModelCheckpoint(str(tmp_path / "last.pt"))
-    run_fit(model, [cb], val_losses([1.0, 2.0, 3.0]))
-    assert _paths(model, tmp_path) == ["last.pt"] * 3
-    assert [extra for _, _, extra in model.saved] == [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]
+    saves = _fit(cb, val_losses([1.0, 2.0, 3.0]), tmp_path)
+    assert saves.paths == ["last.pt"] * 3
+    assert [extra for _, _, extra in saves.written] == [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]
     assert torch.load(tmp_path / "last.pt", weights_only=True)["extra"] == {"epoch": 3}
 
 
 def test_epoch_level_checkpoint_does_not_ask_for_batch_logs(tmp_path):  # no per-batch host sync
-    epoch_level = CallbackList([ModelCheckpoint(str(tmp_path / "m.pt"))])
-    batch_level = CallbackList([ModelCheckpoint(str(tmp_path / "m.pt"), save_freq=2)])
-    assert not epoch_level.listens("on_train_batch_end")
-    assert batch_level.listens("on_train_batch_end")
+    reads = []
+    for cb in (ModelCheckpoint(str(tmp_path / "m.pt")), ModelCheckpoint(str(tmp_path / "m.pt"), save_freq=2)):
+        metric = ReadCount()
+        x, y = zeros(batches=4)
+        scripted_model(metrics=[metric]).fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[cb])
+        reads.append(metric.reads)
+    assert reads[0] == 2  # the two epoch ends only
+    assert reads[1] > 2  # the batch-level checkpoint reads batch logs
 
 
 # --- MC3: templates -------------------------------------------------------------------------------
 def test_mc3_template_uses_1_based_epoch_and_logs(tmp_path):
-    model = FakeModel()
     cb = ModelCheckpoint(str(tmp_path / "m-{epoch:02d}-{val_loss:.3f}.pt"))
-    run_fit(model, [cb], val_losses([0.35812, 0.2]))
+    _fit(cb, val_losses([0.35812, 0.2]), tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["m-01-0.358.pt", "m-02-0.200.pt"]
 
 
 def test_mc3_missing_placeholder_is_a_clear_key_error(tmp_path):
     cb = ModelCheckpoint(str(tmp_path / "m-{val_loss:.3f}.pt"), save_freq=1)
     with pytest.raises(KeyError, match=r"Failed to format this callback filepath.*\{val_loss\}"):
-        run_fit(FakeModel(), [cb], [{"loss": 1.0}], batch_logs=[[{"loss": 1.0}]])
+        _fit(cb, [{"loss": 1.0}], tmp_path, batch_logs=[[{"loss": 1.0}]])
     cb = ModelCheckpoint(str(tmp_path / "m-{batch}.pt"))
     with pytest.raises(KeyError, match=r"\{batch\} exists only with an integer save_freq"):
-        run_fit(FakeModel(), [cb], [{"loss": 1.0}])
+        _fit(cb, [{"loss": 1.0}], tmp_path)
 
 
 @pytest.mark.parametrize("bad", ["m-{}.pt", "m-{0}.pt", "m-{epoch.pt"])
@@ -76,60 +85,59 @@ def test_template_must_use_named_valid_placeholders(bad, tmp_path):
 
 # --- MC6 / MC7: save_best_only -----------------------------------------------------------------------
 def test_mc6_saves_only_on_strict_improvement(tmp_path):
-    model = FakeModel()
     cb = ModelCheckpoint(str(tmp_path / "best-{epoch}.pt"), save_best_only=True)
-    run_fit(model, [cb], val_losses([1.0, 1.0, 0.9, 0.95, 0.5]))
-    assert _paths(model, tmp_path) == ["best-1.pt", "best-3.pt", "best-5.pt"]
+    saves = _fit(cb, val_losses([1.0, 1.0, 0.9, 0.95, 0.5]), tmp_path)
+    assert saves.paths == ["best-1.pt", "best-3.pt", "best-5.pt"]
     assert cb.best == 0.5
 
 
 def test_mc6_fix_missing_monitor_skips_the_save_and_warns_once(tmp_path):  # Keras saves anyway
-    model = FakeModel()
     cb = ModelCheckpoint(str(tmp_path / "best-{epoch}.pt"), save_best_only=True)
     logs = [{"loss": 1.0}, {"loss": 1.0, "val_loss": 0.8}, {"loss": 1.0}, {"loss": 1.0, "val_loss": 0.7}]
     with pytest.warns(UserWarning, match="so no checkpoint is saved") as record:
-        run_fit(model, [cb], logs)  # validation_freq=2
-    assert _paths(model, tmp_path) == ["best-2.pt", "best-4.pt"]
+        saves = _fit(cb, logs, tmp_path, validation_freq=2)
+    assert saves.paths == ["best-2.pt", "best-4.pt"]
     assert len(record) == 1
 
 
 def test_mc7_fix_best_resets_between_fits(tmp_path):  # Keras compares with the previous fit's best
-    model = FakeModel()
+    model = scripted_model()
     cb = ModelCheckpoint(str(tmp_path / "best.pt"), save_best_only=True)
-    run_fit(model, [cb], val_losses([0.5]))
-    run_fit(model, [cb], val_losses([0.9]))
-    assert len(model.saved) == 2 and cb.best == 0.9
+    saves = _fit(cb, val_losses([0.5]), tmp_path, model=model)
+    saves.written += _fit(cb, val_losses([0.9]), tmp_path, model=model).written
+    assert len(saves.written) == 2 and cb.best == 0.9
 
 
 def test_mc7_initial_value_threshold_is_kept_across_fits(tmp_path):
-    model = FakeModel()
+    model = scripted_model()
     cb = ModelCheckpoint(str(tmp_path / "best-{epoch}.pt"), save_best_only=True, initial_value_threshold=0.6)
-    run_fit(model, [cb], val_losses([0.7, 0.5]))
-    assert _paths(model, tmp_path) == ["best-2.pt"]
-    run_fit(model, [cb], val_losses([0.55, 0.4]))
-    assert _paths(model, tmp_path) == ["best-2.pt", "best-2.pt"]  # 0.55 did not beat 0.5
+    saves = _fit(cb, val_losses([0.7, 0.5]), tmp_path, model=model)
+    assert saves.paths == ["best-2.pt"]
+    saves.written += _fit(cb, val_losses([0.55, 0.4]), tmp_path, model=model).written
+    assert saves.paths == ["best-2.pt", "best-2.pt"]  # 0.55 did not beat 0.5
     assert cb.best == 0.4
 
 
 def test_max_mode_with_compiled_metric(tmp_path):  # M2
-    model = FakeModel(metrics={"accuracy": "max"})
+    model = scripted_model(metrics=["accuracy"])  # declares direction "max"
     cb = ModelCheckpoint(str(tmp_path / "b-{epoch}.pt"), monitor="val_accuracy", save_best_only=True)
-    run_fit(model, [cb], [{"val_accuracy": v} for v in [0.5, 0.4, 0.6]])
-    assert _paths(model, tmp_path) == ["b-1.pt", "b-3.pt"]
+    saves = _fit(cb, [{"val_accuracy": v} for v in [0.5, 0.4, 0.6]], tmp_path, model=model)
+    assert saves.paths == ["b-1.pt", "b-3.pt"]
 
 
 # --- MC8 fix ---------------------------------------------------------------------------------------
 def test_mc8_fix_integer_save_freq_with_save_best_only_works(tmp_path):  # Keras crashes here
-    model = FakeModel(expected_log_keys=["loss", "val_loss"])
     cb = ModelCheckpoint(
         str(tmp_path / "{epoch}-{batch}.pt"), monitor="loss", save_best_only=True, save_freq=2
     )
-    cb.set_model(model)
-    cb.on_train_begin({})
-    assert cb.direction == "min"  # resolved before the first batch
+    seen = []
+    probe = LambdaCallback(on_train_batch_begin=lambda batch, logs: seen.append(cb.direction))
     batches = [[{"loss": v} for v in (1.0, 0.8, 0.9, 0.7)], [{"loss": v} for v in (0.9, 0.75, 0.6, 0.5)]]
-    run_fit(model, [cb], [{"loss": 0.7, "val_loss": 1.0}, {"loss": 0.5, "val_loss": 1.0}], batch_logs=batches)
-    assert _paths(model, tmp_path) == ["1-2.pt", "1-4.pt", "2-4.pt"]  # 0.8, 0.7, (0.75 no), 0.5
+    saves = Saves(tmp_path)
+    logs = [{"loss": 0.7, "val_loss": 1.0}, {"loss": 0.5, "val_loss": 1.0}]
+    scripted_fit([probe, cb, saves], logs, batch_logs=batches, validate=True)  # fit announces loss, val_loss
+    assert seen[0] == "min"  # resolved before the first batch
+    assert saves.paths == ["1-2.pt", "1-4.pt", "2-4.pt"]  # 0.8, 0.7, (0.75 no), 0.5
 
 
 def test_mc8_fix_val_monitor_at_batch_level_is_rejected_up_front(tmp_path):
@@ -138,25 +146,24 @@ def test_mc8_fix_val_monitor_at_batch_level_is_rejected_up_front(tmp_path):
 
 
 def test_mc8_batch_level_monitor_checked_against_training_keys(tmp_path):
-    model = FakeModel(expected_log_keys=["loss", "val_loss"])
     cb = ModelCheckpoint(str(tmp_path / "m.pt"), monitor="los", save_best_only=True, save_freq=2)
     with pytest.raises(ValueError, match=r"fit logs \['loss'\] at each training batch.*Did you mean 'loss'"):
-        run_fit(model, [cb], [{"loss": 1.0}])
+        _fit(cb, [{"loss": 1.0}], tmp_path)  # fit announces loss, val_loss
 
 
 # --- files (MC2, MC9) ------------------------------------------------------------------------------
 def test_pt_weights_only_file(tmp_path):
-    model = FakeModel()
-    run_fit(model, [ModelCheckpoint(str(tmp_path / "w.pt"), save_weights_only=True)], val_losses([1.0, 1.0]))
-    assert model.saved[-1][0] == "save_weights"
+    saves = _fit(
+        ModelCheckpoint(str(tmp_path / "w.pt"), save_weights_only=True), val_losses([1.0, 1.0]), tmp_path
+    )
+    assert saves.written[-1][0] == "save_weights"
     state = torch.load(tmp_path / "w.pt", weights_only=True)
     assert float(state["weight"][0, 0]) == 1.0  # the weights at the end of epoch 2
 
 
 def test_safetensors_weights_only_file(tmp_path):
-    model = FakeModel()
-    run_fit(
-        model, [ModelCheckpoint(str(tmp_path / "w.safetensors"), save_weights_only=True)], val_losses([1.0])
+    _fit(
+        ModelCheckpoint(str(tmp_path / "w.safetensors"), save_weights_only=True), val_losses([1.0]), tmp_path
     )
     assert float(load_file(tmp_path / "w.safetensors")["bias"][0]) == 0.0
 
@@ -190,15 +197,14 @@ def test_keras_and_unknown_extensions_name_the_fix(name, expected):  # MC2 for P
 
 
 def test_parent_directory_is_created(tmp_path):  # MC9
-    model = FakeModel()
-    run_fit(model, [ModelCheckpoint(str(tmp_path / "a" / "b" / "m.pt"))], val_losses([1.0]))
+    _fit(ModelCheckpoint(str(tmp_path / "a" / "b" / "m.pt")), val_losses([1.0]), tmp_path)
     assert (tmp_path / "a" / "b" / "m.pt").is_file()
 
 
 def test_existing_directory_is_an_error_before_training(tmp_path):  # MC9
     (tmp_path / "m.pt").mkdir()
     with pytest.raises(IsADirectoryError, match="is an existing directory"):
-        run_fit(FakeModel(), [ModelCheckpoint(str(tmp_path / "m.pt"))], val_losses([1.0]))
+        _fit(ModelCheckpoint(str(tmp_path / "m.pt")), val_losses([1.0]), tmp_path)
 
 
 @pytest.mark.parametrize("save_freq", ["epochs", 0, -3, True, 2.5])
@@ -210,25 +216,25 @@ def test_bad_save_freq(save_freq):  # MC2 (Keras accepts True/False/0 and saves 
 # --- messages, summary, state ------------------------------------------------------------------------
 def test_mc10_messages(tmp_path, capsys):
     path = str(tmp_path / "best.pt")
-    run_fit(FakeModel(), [ModelCheckpoint(path, save_best_only=True, verbose=1)], val_losses([0.5, 0.6]))
+    _fit(ModelCheckpoint(path, save_best_only=True, verbose=1), val_losses([0.5, 0.6]), tmp_path)
     out = capsys.readouterr().out
     assert f"\nEpoch 1: val_loss improved from None to 0.50000, saving model to {path}" in out
     assert f"\nEpoch 1: finished saving model to {path}" in out
     assert "\nEpoch 2: val_loss did not improve from 0.50000" in out
-    run_fit(FakeModel(), [ModelCheckpoint(path, verbose=1)], val_losses([0.5]))
+    _fit(ModelCheckpoint(path, verbose=1), val_losses([0.5]), tmp_path)
     assert f"\nEpoch 1: saving model to {path}" in capsys.readouterr().out
 
 
 def test_summary(tmp_path):
     best = ModelCheckpoint(str(tmp_path / "best-model.pt"), save_best_only=True)
-    run_fit(FakeModel(), [best], val_losses([0.5, 0.0912, 0.3]))
+    _fit(best, val_losses([0.5, 0.0912, 0.3]), tmp_path)
     assert best.summary() == f"best model saved to {tmp_path / 'best-model.pt'} (val_loss 0.0912 at epoch 2)"
     every = ModelCheckpoint(str(tmp_path / "m-{epoch}.pt"))
-    run_fit(FakeModel(), [every], val_losses([0.5, 0.6]))
+    _fit(every, val_losses([0.5, 0.6]), tmp_path)
     assert every.summary() == f"model saved 2 times, last to {tmp_path / 'm-2.pt'}"
     idle = ModelCheckpoint(str(tmp_path / "x.pt"), save_best_only=True)
     with pytest.warns(UserWarning):
-        run_fit(FakeModel(), [idle], [{"loss": 1.0}])
+        _fit(idle, [{"loss": 1.0}], tmp_path)
     assert idle.summary() is None
 
 
@@ -236,7 +242,7 @@ def test_state_dict_round_trips_and_resumes(tmp_path):
     cb = ModelCheckpoint(
         str(tmp_path / "{epoch}-{batch}.pt"), save_freq=3, monitor="loss", save_best_only=True
     )
-    run_fit(FakeModel(), [cb], [{"loss": 1.0}], batch_logs=[[{"loss": 0.5}] * 4])
+    _fit(cb, [{"loss": 1.0}], tmp_path, batch_logs=[[{"loss": 0.5}] * 4])
     buffer = io.BytesIO()
     torch.save(cb.state_dict(), buffer)
     buffer.seek(0)
@@ -246,9 +252,10 @@ def test_state_dict_round_trips_and_resumes(tmp_path):
         str(tmp_path / "{epoch}-{batch}.pt"), save_freq=3, monitor="loss", save_best_only=True
     )
     resumed.load_state_dict(state)
-    model = FakeModel()
-    run_fit(model, [resumed], [{"loss": 1.0}], batch_logs=[[{"loss": 0.6}, {"loss": 0.4}]], initial_epoch=1)
-    assert _paths(model, tmp_path) == ["2-2.pt"]  # the count went on (1 + 2 = 3); 0.6 would not beat 0.5
+    saves = _fit(
+        resumed, [{"loss": 1.0}], tmp_path, batch_logs=[[{"loss": 0.6}, {"loss": 0.4}]], initial_epoch=1
+    )
+    assert saves.paths == ["2-2.pt"]  # the count went on (1 + 2 = 3); 0.6 would not beat 0.5
 
 
 # --- one real fit ---------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""ReduceLROnPlateau against RL1-RL6, with our cooldown fix (exactly `cooldown` epochs are skipped)."""
+"""ReduceLROnPlateau against RL1-RL6, with our cooldown fix (exactly `cooldown` epochs are skipped).
+
+Each test runs the real ``Model.fit`` with SGD; ``Script`` (see ``_scripted.py``) feeds the chosen monitor
+values and records the learning rate the optimizer holds when each epoch's first batch begins.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,21 @@ import io
 
 import pytest
 import torch
-from _fakes import FakeModel, run_fit, val_losses
+from _scripted import scripted_fit, scripted_model, val_losses
 from conftest import make_regression, regressor
 
 import epochwise as ew
 from epochwise.callbacks import ReduceLROnPlateau
 
 
+def _fit(callbacks, logs, model=None, **kwargs):
+    model = scripted_model(learning_rate=1.0) if model is None else model
+    return scripted_fit(callbacks, logs, model=model, validate=True, **kwargs)
+
+
 def _lrs(values, **kwargs):
-    model = FakeModel(learning_rate=1.0)
     cb = ReduceLROnPlateau(**kwargs)
-    run = run_fit(model, [cb], val_losses(values))
+    run = _fit([cb], val_losses(values))
     return run.lrs, cb, run
 
 
@@ -55,27 +63,31 @@ def test_improvement_resets_wait_and_min_delta_is_absolute():  # RL4.2, RL1
 
 
 def test_rl3_learning_rate_logged_before_the_change_even_when_monitor_missing():
-    model = FakeModel(learning_rate=1.0)
     cb = ReduceLROnPlateau(factor=0.5, patience=1)
     logs = [{"val_loss": 1.0}, {"val_loss": 1.0}, {"loss": 1.0}, {"val_loss": 1.0}]
     with pytest.warns(UserWarning, match="so the learning rate is left unchanged"):
-        run = run_fit(model, [cb], logs)
-    assert [log["learning_rate"] for log in run.logs] == [1.0, 1.0, 0.5, 0.5]  # G6: the LR of that epoch
+        run = _fit([cb], logs)
+    assert run.history.history["learning_rate"] == [1.0, 1.0, 0.5, 0.5]  # G6: the LR of that epoch
     assert run.lrs == [1.0, 1.0, 0.5, 0.5]
-    assert model.optimizer.learning_rate == 0.25
+    assert run.model.optimizer.learning_rate == 0.25
 
 
 def test_max_mode():
-    model = FakeModel(metrics={"accuracy": "max"})
+    model = scripted_model(metrics=["accuracy"], learning_rate=1.0)  # declares direction "max"
     cb = ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=1)
-    run = run_fit(model, [cb], [{"val_accuracy": v} for v in [0.5, 0.6, 0.55, 0.7]])
+    run = _fit([cb], [{"val_accuracy": v} for v in [0.5, 0.6, 0.55, 0.7]], model=model)
     assert run.lrs == [1, 1, 1, 0.5]
 
 
 def test_rl6_scheduled_optimizer_is_rejected_before_training():
-    model = FakeModel(schedule=lambda step: 0.1)
+    model = scripted_model(
+        optimizer=ew.optimizers.SGD(learning_rate=ew.schedules.ExponentialDecay(0.1, 10, 0.5))
+    )
+    before = model.get_weights()
     with pytest.raises(ValueError, match="learning-rate schedule .* Compile with a float learning_rate"):
-        run_fit(model, [ReduceLROnPlateau()], val_losses([1.0]))
+        _fit([ReduceLROnPlateau()], val_losses([1.0]), model=model)
+    for k, v in model.get_weights().items():  # raised before the first epoch began
+        assert torch.equal(v, before[k])
 
 
 @pytest.mark.parametrize(
@@ -107,25 +119,25 @@ def test_summary():
 
 
 def test_reused_instance_starts_fresh():  # RL2
-    model = FakeModel(learning_rate=1.0)
+    model = scripted_model(learning_rate=1.0)
     cb = ReduceLROnPlateau(factor=0.5, patience=2)
-    run_fit(model, [cb], val_losses([0.1, 0.2]))
-    run = run_fit(model, [cb], val_losses([0.9, 0.8, 0.85]))
+    _fit([cb], val_losses([0.1, 0.2]), model=model)
+    run = _fit([cb], val_losses([0.9, 0.8, 0.85]), model=model)
     assert run.lrs == [1.0, 1.0, 1.0] and cb.best == 0.8
 
 
 def test_state_dict_round_trips_and_resumes():
     values = [1.0] * 6
     whole, _, _ = _lrs(values, factor=0.5, patience=1, cooldown=2)
-    model = FakeModel(learning_rate=1.0)
+    model = scripted_model(learning_rate=1.0)
     first = ReduceLROnPlateau(factor=0.5, patience=1, cooldown=2)
-    run_fit(model, [first], val_losses(values[:3]))
+    _fit([first], val_losses(values[:3]), model=model)
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
     resumed = ReduceLROnPlateau(factor=0.5, patience=1, cooldown=2)
     resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    run = run_fit(model, [resumed], val_losses(values[3:]), initial_epoch=3)
+    run = _fit([resumed], val_losses(values[3:]), model=model, initial_epoch=3)
     assert run.lrs == whole[3:]
 
 

@@ -1,4 +1,8 @@
-"""TerminateOnNaN against TN1-TN3."""
+"""TerminateOnNaN against TN1-TN3.
+
+Each test runs the real ``Model.fit``; ``Script`` (see ``_scripted.py``) feeds the chosen batch losses and
+records which batches ran.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import math
 
 import pytest
 import torch
-from _fakes import FakeModel, run_fit
+from _scripted import scripted_fit
 from conftest import make_regression, regressor
 
 import epochwise as ew
@@ -35,11 +39,8 @@ def test_tn2_stops_after_the_bad_batch_but_finishes_the_epoch(bad, capsys):
         [{"loss": 1.0}, {"loss": bad}, {"loss": bad}, {"loss": bad}],
         [{"loss": 1.0}] * 4,
     ]
-    run = run_fit(
-        FakeModel(),
-        [TerminateOnNaN(), ends],
-        [{"loss": 1.0}, {"loss": bad}, {"loss": 1.0}],
-        batch_logs=batches,
+    run = scripted_fit(
+        [TerminateOnNaN(), ends], [{"loss": 1.0}, {"loss": bad}, {"loss": 1.0}], batch_logs=batches
     )
     assert run.batches[-1] == (1, 1)  # the rest of epoch 1 is skipped (L2)
     assert ends.epoch_ends == [0, 1] and ends.train_ends == 1  # on_epoch_end and on_train_end still run
@@ -52,33 +53,28 @@ def test_tn2_stops_after_the_bad_batch_but_finishes_the_epoch(bad, capsys):
 def test_tn2_raise_error_raises_at_once_and_skips_train_end():
     ends = _Ends()
     with pytest.raises(RuntimeError, match=r"Invalid loss \(nan\) at batch 1 of epoch 1"):
-        run_fit(
-            FakeModel(),
-            [TerminateOnNaN(raise_error=True), ends],
-            [{"loss": NAN}],
-            batch_logs=[[{"loss": NAN}]],
-        )
+        scripted_fit([TerminateOnNaN(raise_error=True), ends], [{"loss": NAN}], batch_logs=[[{"loss": NAN}]])
     assert ends.epoch_ends == [] and ends.train_ends == 0
 
 
 def test_tn3_ignores_metrics_validation_and_a_missing_loss():
-    model = FakeModel()
     batches = [[{"mae": NAN}, {"accuracy": INF}, {"loss": 1.0, "mae": NAN}]]
-    run = run_fit(model, [TerminateOnNaN()], [{"loss": 1.0, "val_loss": NAN}], batch_logs=batches)
-    assert run.batches == [(0, 0), (0, 1), (0, 2)] and not model.stop_training
+    run = scripted_fit(
+        [TerminateOnNaN()], [{"loss": 1.0, "val_loss": NAN}], batch_logs=batches, validate=True
+    )
+    assert run.batches == [(0, 0), (0, 1), (0, 2)] and not run.model.stop_training
     assert not CallbackList([TerminateOnNaN()]).listens("on_test_batch_end")
 
 
 def test_summary():
     cb = TerminateOnNaN()
-    run_fit(
-        FakeModel(),
+    scripted_fit(
         [cb],
         [{"loss": 1.0}] * 2,
         batch_logs=[[{"loss": 1.0}] * 3, [{"loss": 1.0}, {"loss": 1.0}, {"loss": NAN}]],
     )
     assert cb.summary() == "stopped: loss became nan at batch 3 of epoch 2"
-    run_fit(FakeModel(), [cb], [{"loss": 1.0}], batch_logs=[[{"loss": 1.0}]])
+    scripted_fit([cb], [{"loss": 1.0}], batch_logs=[[{"loss": 1.0}]])
     assert cb.summary() is None  # reset for the next fit
 
 
