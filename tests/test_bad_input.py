@@ -148,9 +148,9 @@ def test_check_finite_opt_out_trains():
 )  # fmt: skip
 def test_finiteness_check_is_exact(values, finite):
     """The fast sum test never lets a bad value through, and a sum that overflows is not called bad."""
-    from epochwise.data.arrays import _all_finite
+    from epochwise.data.checks import all_finite
 
     for dtype in (torch.float32, torch.float16, torch.float64):
         big = {torch.float32: 3e38, torch.float16: 6e4, torch.float64: 1.7e308}[dtype]  # the sum overflows
         t = torch.tensor([big if v == 3e38 else v for v in values], dtype=dtype)
-        assert _all_finite(t) is finite, (values, dtype)
+        assert all_finite(t) is finite, (values, dtype)

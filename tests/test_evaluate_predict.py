@@ -15,7 +15,8 @@ def test_evaluate_values_against_torch():  # E3, ME3
     x, y = make_classification(50)
     model = classifier()
     loss, acc = model.evaluate(x, y, batch_size=16, verbose=0)
-    logits = model.module(torch.from_numpy(x))
+    with torch.no_grad():
+        logits = model.module(torch.from_numpy(x))
     assert loss == pytest.approx(float(nn.functional.cross_entropy(logits, torch.from_numpy(y))), rel=1e-5)
     assert acc == pytest.approx(float((logits.argmax(1) == torch.from_numpy(y)).float().mean()))
 

@@ -129,6 +129,20 @@ def test_validation_steps_caps_each_pass():  # F14
     assert count == [0, 1, 0, 1]
 
 
+def test_validation_steps_start_each_pass_at_the_beginning():  # F14: every validated epoch, the same batches
+    x = np.arange(10, dtype="float32")[:, None]
+    y = np.zeros((10, 1), dtype="float32")
+    model = ew.Model(nn.Linear(1, 1), device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    orig = model.module.forward
+    seen = []
+    model.module.forward = lambda t: ((seen.append(t.flatten().tolist()) if not model.module.training else None),
+                                      orig(t))[1]
+    model.fit(x, y, batch_size=10, epochs=3, validation_data=(x, y), validation_batch_size=2, validation_steps=2,
+              verbose=0)
+    assert seen == [[0, 1], [2, 3]] * 3
+
+
 @pytest.mark.parametrize("shuffle", [True, False, "batch"])
 def test_shuffle_modes(shuffle):  # F9
     x = np.arange(12, dtype="float32")[:, None]

@@ -107,7 +107,7 @@ def test_clipping_bounds_the_update(clip):
     assert float((unclipped.get_weights()["weight"] - before["weight"]).abs().max()) > 1.0
 
 
-def test_schedule_learning_rate_is_logged_each_epoch():  # issue 3: the LR actually used appears in History
+def test_schedule_learning_rate_is_logged_each_epoch():  # the LR actually used appears in History (G6)
     from epochwise.optim.schedules import ExponentialDecay
 
     x, y = make_regression(16)

@@ -8,8 +8,7 @@ Example::
     history = model.fit(x, y, batch_size=64, epochs=10, validation_split=0.2)
 """
 
-from . import callbacks, datasets
-from .distributed import core as distributed
+from . import callbacks, datasets, distributed
 from .insight.explorer import explore_batch_sizes, find_learning_rate, find_max_batch_size
 from .insight.plots import plot_history
 from .losses import classes as losses

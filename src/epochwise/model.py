@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .callbacks.callback_list import CallbackList
 from .callbacks.history import History
 from .callbacks.progbar_logger import ProgbarLogger
-from .distributed import core as distributed
 from .engine import loop as _loop
 from .engine import plan as _fit_args
 from .engine import report as _report

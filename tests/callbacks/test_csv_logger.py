@@ -40,7 +40,7 @@ def _open_handles(path) -> int | None:
     return count
 
 
-CSV4_LOGS = [  # the reference's verified run with validation_freq=2
+CSV4_LOGS = [  # rule CSV4's verified run with validation_freq=2
     {"loss": 1.498387098312378, "mae": 1.086491584777832},
     {
         "loss": 1.409401774406433,

@@ -1,4 +1,4 @@
-"""EarlyStopping against the reference's worked examples (ES1-ES8) and our stances.
+"""EarlyStopping against the worked examples of rules ES1-ES8 (docs/behaviour.md) and our stances.
 
 Each test runs the real ``Model.fit``; ``Script`` (see ``_scripted.py``) feeds the chosen monitor values and
 marks each epoch's weights with the epoch number, so a restore says which epoch it brought back.

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import epochwise as ew
-from epochwise.distributed import core as distributed
+from epochwise import distributed
 from epochwise.io import files as _io
 
 
@@ -21,10 +21,13 @@ class StopOnRank(ew.callbacks.Callback):
 
     def __init__(self, rank, epoch, batch):
         super().__init__()
-        self.at = (rank, epoch, batch)
+        self.at, self.epoch = (rank, epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if (distributed.rank(), self.model._loop_state.epoch, batch) == self.at:
+        if (distributed.rank(), self.epoch, batch) == self.at:
             self.model.stop_training = True
 
 

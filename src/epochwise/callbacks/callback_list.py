@@ -35,30 +35,37 @@ _LEGACY = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_b
 
 
 class BatchLogs(dict):
-    """The logs of one batch: a dict whose values are computed when a callback first reads it.
+    """The logs of one batch: a dict whose values are computed when first needed.
 
-    Computing them is a host sync, so a batch hook that ignores its ``logs`` costs none: the progress
-    bar (which redraws at most ten times a second) and ``ModelCheckpoint(save_freq=N)`` read them only
-    when they need them. Under torchrun these are this process's running values (no collective per
-    batch); epoch logs are exact over all processes.
+    Computing them is a host sync (and under torchrun a collective), so callbacks with
+    ``lazy_batch_logs = True`` get it unread: one that reads them only now and then (the progress bar,
+    at most ten redraws a second; ``ModelCheckpoint(save_freq=N)``) costs no sync on the other batches,
+    and what it reads then is this process's running values. Every other callback gets them computed
+    by :meth:`fill`, exact over all processes and the same on every rank.
     """
 
-    def __init__(self, compute: Callable[[], dict]) -> None:
+    def __init__(self, compute: Callable[[], dict], local: Callable[[], dict] | None = None) -> None:
         super().__init__()
         self._compute: Callable[[], dict] | None = compute
+        self._local = local or compute
 
     def fill(self) -> None:
-        """Compute the values now (the first read does it too)."""
+        """Compute the values now, exactly (every rank calls this at the same batch)."""
         if self._compute is not None:
             compute, self._compute = self._compute, None
             dict.update(self, compute())
+
+    def _read(self) -> None:
+        if self._compute is not None:  # a lazy reader: this process's values, no collective
+            self._compute = None
+            dict.update(self, self._local())
 
 
 def _filled(name: str) -> Callable:
     method = getattr(dict, name)
 
     def call(self: BatchLogs, *args: Any, **kwargs: Any) -> Any:
-        self.fill()
+        self._read()
         return method(self, *args, **kwargs)
 
     call.__name__ = name

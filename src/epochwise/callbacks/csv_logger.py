@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..distributed import core as distributed
+from .. import distributed
 from .callback import Callback
 
 __all__ = ["CSVLogger"]

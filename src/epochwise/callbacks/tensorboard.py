@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..distributed import core as distributed
+from .. import distributed
 from .callback import Callback
 
 __all__ = ["TensorBoard"]

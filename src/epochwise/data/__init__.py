@@ -1,11 +1,12 @@
 """Inputs to batches: the one preparation fit, validation, evaluate and predict share."""
 
 from .arrays import ArrayBatches, ArrayData
+from .checks import Targets, all_finite, check_finite, first_batch_check
 from .epochs import EpochIterator
+from .inputs import Prepared, eval_input, from_arrays, from_source, is_map_dataset
 from .sources import (
     SourceBatches,
     dataset_loader,
-    eval_batches,
     reject_for_source,
     source_samples,
     unpack_batch,
@@ -24,4 +25,8 @@ from .structures import (
 )
 from .weights import class_weights_to_sample_weights
 
-__all__ = ['Batch', 'map_structure', 'leaves', 'first_leaf', 'is_array_leaf', 'is_array_input', 'to_tensor', 'to_device', 'gather', 'nbytes', 'ArrayData', 'ArrayBatches', 'unpack_batch', 'SourceBatches', 'dataset_loader', 'eval_batches', 'reject_for_source', 'source_samples', 'EpochIterator', 'class_weights_to_sample_weights']
+__all__ = ['Batch', 'map_structure', 'leaves', 'first_leaf', 'is_array_leaf', 'is_array_input', 'to_tensor',
+           'to_device', 'gather', 'nbytes', 'ArrayData', 'ArrayBatches', 'unpack_batch', 'SourceBatches',
+           'dataset_loader', 'reject_for_source', 'source_samples', 'EpochIterator',
+           'class_weights_to_sample_weights', 'Targets', 'all_finite', 'check_finite', 'first_batch_check',
+           'Prepared', 'eval_input', 'from_arrays', 'from_source', 'is_map_dataset']

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..distributed import core as distributed
+from .. import distributed
 from .structures import Batch, gather, leaves, map_structure, nbytes, to_device, to_tensor
 
 
@@ -39,48 +39,37 @@ class ArrayData:
                 f"Make sure {', '.join(sizes)} hold one row per sample."
             )
         self.n = all_sizes.pop()
+        self.names = names
 
-    def take(self, idx: torch.Tensor) -> ArrayData:
+    def parts(self) -> list[tuple[str, Any]]:
+        """(argument name, structure) of x, y and sample_weight, for the checks and their messages."""
+        return list(zip(self.names, (self.x, self.y, self.sample_weight)))
+
+    def take(self, idx: torch.Tensor, names: tuple[str, str, str] | None = None) -> ArrayData:
         out = object.__new__(ArrayData)
         out.x, out.y = gather(self.x, idx), gather(self.y, idx)
         out.sample_weight = None if self.sample_weight is None else self.sample_weight.index_select(0, idx)
         out.n = int(idx.numel())
+        out.names = names or self.names
         return out
 
     def split_tail(self, split: float) -> tuple[ArrayData, ArrayData]:
-        """F7: the last rows, in original order, go to validation."""
+        """F7: the last rows, in original order, go to validation (named so in the checks' messages)."""
         at = math.floor(self.n * (1.0 - split))
         if at <= 0 or at >= self.n:
             raise ValueError(
                 f"validation_split={split} leaves an empty side with {self.n} samples "
                 f"(train {at}, validation {self.n - at}); use a split that keeps at least one sample on each side"
             )
-        return self.take(torch.arange(0, at)), self.take(torch.arange(at, self.n))
+        tail = tuple(f"the last {self.n - at} samples of {name} used by validation_split" for name in self.names)
+        return self.take(torch.arange(0, at)), self.take(torch.arange(at, self.n), tail)  # type: ignore[arg-type]
 
     def to(self, device: torch.device) -> ArrayData:
         out = object.__new__(ArrayData)
         out.x, out.y = to_device(self.x, device), to_device(self.y, device)
         out.sample_weight = None if self.sample_weight is None else self.sample_weight.to(device)
-        out.n = self.n
+        out.n, out.names = self.n, self.names
         return out
-
-    def check_finite(self) -> None:
-        for label, part in (("x", self.x), ("y", self.y), ("sample_weight", self.sample_weight)):
-            for leaf in leaves(part):
-                if leaf.is_floating_point() and not _all_finite(leaf):
-                    bad = int((~torch.isfinite(leaf)).sum())
-                    raise ValueError(
-                        f"{label} contains {bad} NaN or inf value(s); clean the data "
-                        "(e.g. np.nan_to_num) or pass check_finite=False to train on it anyway"
-                    )
-
-
-def _all_finite(t: torch.Tensor) -> bool:
-    """Whether every value is finite. A NaN or inf makes the sum non-finite, so a finite sum (one pass,
-    no temporary) proves it; only a non-finite sum (a bad value, or an overflow) needs the exact scan."""
-    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
-        return True
-    return bool(torch.isfinite(t).all())
 
 
 class ArrayBatches:

@@ -5,23 +5,30 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Iterator
 
-from ..distributed import core as distributed
+from .. import distributed
 from .arrays import ArrayBatches
 from .structures import Batch
+
+_END = object()
 
 
 class EpochIterator:
     """Steps of each epoch, with F13's rule for ``steps_per_epoch``.
 
     Without ``steps`` every epoch is a fresh pass. With ``steps`` the iterator carries over between
-    epochs and is restarted only after it runs out, which cuts that epoch short (with one warning per fit).
-    ``epoch(skip)`` starts an epoch after its first ``skip`` batches (a resumed run).
+    epochs and starts the data again when it runs out: at an epoch's start silently (Keras 3: data that
+    ends exactly at an epoch boundary), mid-epoch by cutting that epoch short (one warning per fit). A
+    one-shot generator that has run dry is an error. Without ``carry_over`` (validation and evaluation,
+    F14) every pass starts at the beginning, capped at ``steps``. ``epoch(skip)`` starts an epoch after
+    its first ``skip`` batches (a resumed run).
     """
 
     def __init__(
-        self, batches: Iterable[Batch], steps: int | None = None, *, what: str = "training data", eval_shard: bool = False
+        self, batches: Iterable[Batch], steps: int | None = None, *, what: str = "training data", eval_shard: bool = False,
+        carry_over: bool = True, steps_name: str = "steps_per_epoch",
     ) -> None:
-        self.batches, self.steps, self.what = batches, steps, what
+        self.batches, self.steps, self.what, self.steps_name = batches, steps, what, steps_name
+        self.carry_over = carry_over  # False (validation, F14): every pass starts at the beginning of the data
         # under torchrun a rank's evaluation shard may be empty (fewer samples than processes): that rank
         # runs no batch and adds nothing to the reduced sums, instead of failing while the others wait
         self.empty_ok = eval_shard and distributed.is_distributed()
@@ -56,7 +63,7 @@ class EpochIterator:
     def epoch(self, skip: int = 0) -> Iterator[tuple[int, Batch]]:
         if self.steps is None:
             return self._full_pass(self._fresh(skip), skip)
-        if self._it is None:
+        if self._it is None or not self.carry_over:
             self._it = self._fresh(0)
             for _ in range(skip):
                 next(self._it, None)
@@ -71,25 +78,36 @@ class EpochIterator:
         self.exhausted = True
 
     def _capped(self, skip: int) -> Iterator[tuple[int, Batch]]:
-        assert self._it is not None
+        it = self._it
+        assert it is not None
         for step in range(skip, self.steps or 0):
             try:
-                batch = next(self._it)
+                batch = next(it)
             except StopIteration:
                 self._it, self.exhausted = None, True
-                if step == 0:
+                if step > skip:  # ran out mid-epoch: this epoch is cut short, the next starts the data again
+                    self._warn_cut_short(step)
+                    return
+                # ran out exactly at the epoch's end: the data starts again (an exhausted generator cannot)
+                it = self._it = self._fresh(0)
+                batch = next(it, _END)
+                if batch is _END:
+                    self._it = None
                     self._ran_out_at_start()
-                elif not self._warned:
-                    self._warned = True
-                    warnings.warn(
-                        f"Your input ran out of data after {step} of steps_per_epoch={self.steps} steps; the epoch "
-                        "was cut short and the next one starts the data again (rule F13). Make steps_per_epoch "
-                        "at most the number of batches, or let it default.",
-                        UserWarning,
-                        stacklevel=4,
-                    )
-                return
+                    return
             yield step, batch
+
+    def _warn_cut_short(self, step: int) -> None:
+        if not self._warned:
+            self._warned = True
+            then = ("the epoch was cut short and the next one starts the data again (rule F13)" if self.carry_over
+                    else "the pass ended there")
+            warnings.warn(
+                f"Your input ran out of data after {step} of {self.steps_name}={self.steps} steps ({self.what}); "
+                f"{then}. Make {self.steps_name} at most the number of batches, or let it default.",
+                UserWarning,
+                stacklevel=5,
+            )
 
     def _ran_out_at_start(self) -> None:
         if self.empty_ok and not self.one_shot:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+import random
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..distributed import core as distributed
-from .arrays import ArrayBatches, ArrayData
-from .epochs import EpochIterator
-from .structures import Batch, is_array_input, to_device
+from .. import distributed
+from .structures import Batch, to_device
 
 
 # --- other sources ------------------------------------------------------------------------------
@@ -34,33 +35,75 @@ class SourceBatches:
     """Batches from a DataLoader, a Dataset (batched here) or any iterable of batches.
 
     Under torchrun a DataLoader with the default sampler gets a :class:`~epochwise.distributed.ShardSampler`
-    (``shard="train"``: padded, shuffled like the original; ``"eval"``: disjoint, in order).
+    (``shard="train"``: padded, shuffled like the original; ``"eval"``: disjoint, in order). ``inspect(x, y,
+    sw)`` runs once, on the first batch ever yielded (the checks of :mod:`.checks`).
     """
 
-    def __init__(self, source: Any, device: torch.device, shard: str | None = None, seed: int = 0) -> None:
+    def __init__(self, source: Any, device: torch.device, shard: str | None = None, seed: int = 0,
+                 inspect: Callable[[Any, Any, Any], None] | None = None) -> None:
         if shard is not None and distributed.is_distributed():
             source = _sharded_loader(source, shard, seed)
         self.source, self.device = source, device
         self.pin = device.type == "cuda"
+        self.inspect = inspect
+        self._head: list[Any] = []  # a one-shot iterator's batch read by peek(), yielded first
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def sized(self) -> bool:
-        try:
-            len(self.source)
-        except TypeError:
-            return False
-        return True
-
     def __iter__(self) -> Iterator[Batch]:
-        for batch in self.source:
-            x, y, sw = unpack_batch(batch)
-            yield (
-                to_device(x, self.device, self.pin),
-                to_device(y, self.device, self.pin),
-                to_device(sw, self.device, self.pin),
-            )
+        source = itertools.chain(self._head, self.source) if self._head else self.source
+        self._head = []
+        for batch in source:
+            x, y, sw = self._move(batch)
+            if self.inspect is not None:
+                inspect, self.inspect = self.inspect, None
+                inspect(x, y, sw)
+            yield x, y, sw
+
+    def _move(self, batch: Any) -> Batch:
+        x, y, sw = unpack_batch(batch)
+        return to_device(x, self.device, self.pin), to_device(y, self.device, self.pin), to_device(sw, self.device, self.pin)
+
+    def peek(self) -> Batch | None:
+        """The first batch (None when there is none), read ahead without changing what the passes yield.
+
+        A one-shot iterator keeps the batch for its first pass; a re-iterable source is read from the
+        start once more, with the random states its order may draw from put back afterwards.
+        """
+        if isinstance(self.source, Iterator):
+            batch = next(self.source, _END)
+            if batch is _END:
+                return None
+            self._head = [batch]
+            return self._move(batch)
+        generators = _generators(self.source)
+        states = [g.get_state() for g in generators]
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                it = iter(self.source)
+                batch = next(it, _END)
+                del it
+        finally:
+            for g, state in zip(generators, states):
+                g.set_state(state)
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+        return None if batch is _END else self._move(batch)
+
+
+_END = object()
+
+
+def _generators(source: Any) -> list[torch.Generator]:
+    """The torch generators a DataLoader's order draws from (its own, its samplers')."""
+    found = []
+    for owner in (source, getattr(source, "sampler", None), getattr(getattr(source, "batch_sampler", None), "sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not h for h in found):
+            found.append(g)
+    return found
 
 
 def _sharded_loader(loader: Any, shard: str, seed: int) -> Any:
@@ -84,28 +127,6 @@ def dataset_loader(
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=bool(shuffle), generator=generator
     )
-
-
-def eval_batches(
-    device: torch.device, data: Any, batch_size: int, steps: int | None, name: str, check_finite: bool
-) -> tuple[EpochIterator, int | None]:
-    """Batches for validation_data / evaluate: (x, y[, sample_weight]) arrays or a source (F8)."""
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and all(is_array_input(d) for d in data):
-        arrays = ArrayData(*data, names=(f"{name}[0]", f"{name}[1]", f"{name}[2]"))
-        if check_finite:
-            arrays.check_finite()
-        batches = ArrayBatches(arrays, batch_size, device=device, shard="eval")
-        return EpochIterator(batches, steps, what=name, eval_shard=True), arrays.n
-    if isinstance(data, (tuple, list)) and data and is_array_input(data[0]) and len(data) not in (2, 3):
-        raise ValueError(
-            f"{name} must be (x, y) or (x, y, sample_weight), got a sequence of {len(data)} items"
-        )
-    if is_array_input(data):
-        raise ValueError(f"{name} holds inputs but no targets; pass (x_val, y_val)")
-    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
-        data = dataset_loader(data, batch_size, False, None)
-    batches = SourceBatches(data, device, shard="eval")
-    return EpochIterator(batches, steps, what=name, eval_shard=True), source_samples(data)
 
 
 def reject_for_source(**given: Any) -> None:

@@ -3,11 +3,13 @@ their exact reduction over processes under torchrun."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 
-from ..distributed import core as distributed
+from .. import distributed
+from ..metrics.base import require_declared_state
 
 _CHUNK = 1024  # per-batch loss values stacked into one tensor every this many steps
 
@@ -19,6 +21,8 @@ class Tracker:
         self.model = model
         self.metrics = list(model.compiled_metrics)
         self.n_plain = len(model._metrics)
+        if distributed.is_distributed():
+            require_declared_state(self.metrics)  # before the first step, not at the first epoch's end
         self.total: torch.Tensor | None = None
         self.count = 0
         self.steps = 0
@@ -99,51 +103,17 @@ class Tracker:
 
 
 def _reduced_logs(tracker: Tracker) -> dict[str, float]:
-    """Sum the loss and every metric's state across ranks, then compute each value once."""
-    import copy
-
+    """The loss sum and count added across ranks, and each metric's declared state combined by its
+    reduction (``Metric.sync``), then every value computed once, on all the data."""
     device = tracker.model.device
-    plain = [m for m in tracker.metrics if not hasattr(m, "metric")]  # torchmetrics sync themselves
-    states = [m.state_dict() for m in plain]
-    leaves: list[Any] = []
-    for state in states:
-        _collect(state, leaves)
     total = tracker.total if tracker.total is not None else torch.zeros((), device=device)
-    reduced = distributed.sum_numbers([total.detach().float(), float(tracker.count), *leaves], device)
-    count = float(reduced[1])
-    if count == 0:
+    loss_sum, count = distributed.sum_numbers([total.detach().float(), float(tracker.count)], device)
+    if float(count) == 0:  # the same on every rank: no rank enters the metrics' collectives
         return {}
-    values = {"loss": float(reduced[0]) / count}
-    it = iter(reduced[2:])
-    for m, state in zip(plain, states):
-        merged = copy.deepcopy(m)
-        merged.load_state_dict(_fill(state, it), device)
-        values[m.name] = float(merged.result())
-    for m in tracker.metrics:
-        if m not in plain:
-            values[m.name] = float(m.result())
-    return dict(sorted(values.items()))
-
-
-def _collect(state: Any, out: list) -> None:
-    for key in sorted(state):
-        value = state[key]
-        if isinstance(value, dict):
-            _collect(value, out)
-        elif isinstance(value, torch.Tensor) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-            out.append(value)
-
-
-def _fill(state: Any, it: Any) -> Any:
-    filled = {}
-    for key in sorted(state):
-        value = state[key]
-        if isinstance(value, dict):
-            filled[key] = _fill(value, it)
-        elif isinstance(value, torch.Tensor):
-            filled[key] = next(it).to(value.dtype)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            filled[key] = type(value)(next(it).item())
-        else:
-            filled[key] = value
-    return filled
+    names = ["loss"] + [m.name for m in tracker.metrics]
+    with contextlib.ExitStack() as synced:
+        for m in tracker.metrics:
+            synced.enter_context(m.sync(device))
+        values = [loss_sum / count] + [m.result().detach().float().reshape(()) for m in tracker.metrics]
+        floats = torch.stack([v.to(device=device, dtype=torch.float64) for v in values]).tolist()
+    return dict(sorted(zip(names, floats)))

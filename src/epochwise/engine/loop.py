@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
 from ..callbacks.callback_list import BatchLogs, CallbackList
 from ..data import EpochIterator, first_leaf
-from ..distributed import core as distributed
 from ..io import training_state
 from .logs import Tracker
 from .signals import interrupt_guard
@@ -101,7 +101,7 @@ def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> LoopState:
                     tracker.update(loss, y, y_pred, sw, batch_size_of(x))
                     st.next_batch = step + 1
                     if listen_batch[1]:
-                        callbacks.on_train_batch_end(step, BatchLogs(tracker.local_logs))
+                        callbacks.on_train_batch_end(step, BatchLogs(tracker.logs, tracker.local_logs))
                     if multi:  # one rank's stop (a callback, a signal) stops every rank
                         _agree(st, model)
                     callbacks.after_train_batch(step)

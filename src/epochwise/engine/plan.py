@@ -11,8 +11,7 @@ from typing import Any
 import torch
 
 from .. import data as _data
-from ..distributed import core as distributed
-from ..losses import classes as losses_mod
+from .. import distributed
 
 
 class _DefaultTrue:
@@ -95,7 +94,6 @@ class TrainingData:
     train: _data.EpochIterator
     val: _data.EpochIterator | None
     batch_size: int | None
-    full_y: Any
     n_train: int | None
     n_val: int | None
     generator: torch.Generator | None = None
@@ -135,148 +133,100 @@ def prepare_fit(model: Any, *, x: Any, y: Any, batch_size: Any, epochs: Any, val
         validation_steps=validation_steps, validation_batch_size=validation_batch_size,
         validation_freq=validation_freq, shuffle=shuffle, validation_split=validation_split,
         class_weight=class_weight, sample_weight=sample_weight)
-    data = prepare_training(
+    return prepare_training(
         model, x=x, y=y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
         shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
         validation_batch_size=validation_batch_size, validation_steps=validation_steps,
         steps_per_epoch=steps_per_epoch, seed=seed, check_finite=check_finite)
-    data.check_first = first_batch_check(model, data.full_y)
-    return data
 
 
 def prepare_evaluate(model: Any, *, x: Any, y: Any, batch_size: Any, sample_weight: Any, steps: Any,
                      check_finite: bool = True) -> EvalData:
+    """evaluate's batches, checked like fit's: finite values, and the targets on the first output."""
     positive_int(batch_size, "batch_size")
     positive_int(steps, "steps")
     if x is None:
-        raise ValueError(
-            "evaluate() needs data: x and y, a Dataset, a DataLoader or an iterable of batches"
-        )
+        raise ValueError("evaluate() needs data: x and y, a Dataset, a DataLoader or an iterable of batches")
     data = (x, y) if sample_weight is None else (x, y, sample_weight)
     if not _data.is_array_input(x):
         _data.reject_for_source(y=y, sample_weight=sample_weight)
         data = x
     elif y is None:
         raise ValueError("evaluate() got x as arrays but no y; pass the targets as y=...")
-    batches, n = _data.eval_batches(model.device, data, batch_size or 32, steps, "x", check_finite)
-    return EvalData(batches, n)
+    prepared = _data.eval_input(model.device, data, name="x", names=("x", "y", "sample_weight"),
+                                batch_size=batch_size or 32, steps=steps, what="evaluation data", call="evaluate",
+                                check_finite=check_finite)
+    return EvalData(prepared.batches, prepared.n, _data.first_batch_check(model, prepared.targets))
 
 
 def prepare_predict(model: Any, *, x: Any, batch_size: Any, steps: Any, check_finite: bool = True) -> EvalData:
+    """predict's batches: the inputs checked like fit's (finite values, equal lengths)."""
     positive_int(batch_size, "batch_size")
     positive_int(steps, "steps")
+    if x is None:
+        raise ValueError("predict() needs inputs: x, a Dataset, a DataLoader or an iterable of batches")
+    common = {"batch_size": batch_size or 32, "steps": steps, "shard": "eval", "what": "predict input",
+              "call": "predict", "check_finite": check_finite, "with_targets": False}
     if _data.is_array_input(x):
-        arrays = _data.ArrayData(x)
-        batches = _data.ArrayBatches(arrays, batch_size or 32, device=model.device, shard="eval")
-        n = arrays.n
-    elif isinstance(x, torch.utils.data.Dataset) and not isinstance(x, torch.utils.data.IterableDataset):
-        loader = _data.dataset_loader(x, batch_size or 32, False, None)
-        batches, n = _data.SourceBatches(loader, model.device, shard="eval"), len(x)
+        prepared = _data.from_arrays(model.device, _data.ArrayData(x), **common)
     else:
-        batches, n = _data.SourceBatches(x, model.device, shard="eval"), None
-    return EvalData(_data.EpochIterator(batches, steps, what="predict input", eval_shard=True), n)
-
-
-def first_batch_check(model: Any, full_y: Any) -> Callable[[Any, Any], None]:
-    """Checks on the first batch's outputs, before the first update: the output structure, the targets'
-    type and range for the loss, and the logits decision."""
-    loss_fn = model._loss
-
-    def check(y: Any, y_pred: Any) -> None:
-        targets = full_y if full_y is not None else y
-        if isinstance(y_pred, (tuple, list, dict)) and not isinstance(
-            loss_fn, (losses_mod.LossFunctionWrapper, losses_mod.TorchLoss)
-        ):
-            raise ValueError(
-                f"the module returns {type(y_pred).__name__} of {len(y_pred)} outputs, but loss "
-                f"{loss_fn.name!r} takes one; return a single tensor or compile with a callable loss "
-                "that takes (y_true, y_pred)"
-            )
-        if isinstance(targets, torch.Tensor) and isinstance(y_pred, torch.Tensor) and hasattr(loss_fn, "validate"):
-            with torch.no_grad():
-                loss_fn.validate(targets, y_pred.detach())
-        if (
-            model._decided_logits
-            and loss_fn.from_logits
-            and isinstance(y_pred, torch.Tensor)
-            and losses_mod.looks_like_probabilities(y_pred.detach(), loss_fn)
-        ):
-            warnings.warn(
-                "the module's outputs look like probabilities, but the loss treats them as logits because "
-                f"the module does not end in Softmax/Sigmoid ({model._loss_reason}). If the model applies "
-                "softmax itself, pass a loss object with from_logits=False.",
-                UserWarning,
-                stacklevel=4,
-            )
-
-    return check
+        prepared = _data.from_source(model.device, x, name="x", **common)
+    return EvalData(prepared.batches, prepared.n)
 
 
 def prepare_training(model: Any, *, x: Any, y: Any, sample_weight: Any, class_weight: Any, batch_size: Any,
                      shuffle: Any, validation_split: Any, validation_data: Any, validation_batch_size: Any,
                      validation_steps: Any, steps_per_epoch: Any, seed: Any, check_finite: bool) -> TrainingData:
-    """Arrays or a source -> this fit's batches (F1-F3, F7-F11, F13-F15), validation batches included."""
+    """Arrays or a source -> this fit's batches (F1-F3, F7-F11, F13-F15), validation batches included, all
+    checked (see data.checks); ``check_first`` checks every target set on the first batch's output."""
     generator, data_seed = data_generator(model, seed)
-    array_input = _data.is_array_input(x)
-    n_val = None
-    if array_input:
+    device = model.device
+    val = None
+    if _data.is_array_input(x):
         if y is None:
             raise ValueError("fit() got x as arrays but no y; pass the targets as y=...")
-        train = _data.ArrayData(x, y, sample_weight)
-        val_arrays = None
+        arrays = _data.ArrayData(x, y, sample_weight)
+        tail = None
         if validation_split and validation_data is None:
-            train, val_arrays = train.split_tail(float(validation_split))
+            arrays, tail = arrays.split_tail(float(validation_split))
+        if check_finite:  # before class_weight reads the labels
+            _data.check_finite(arrays.parts() + (tail.parts() if tail is not None else []), "fit")
         if class_weight is not None:
-            if isinstance(train.y, (tuple, list, dict)):
+            if isinstance(arrays.y, (tuple, list, dict)):
                 raise ValueError(
                     "class_weight works with a single target array; use sample_weight for several outputs"
                 )
-            train.sample_weight = _data.class_weights_to_sample_weights(train.y, class_weight)
-        if check_finite:
-            train.check_finite()
-        bs = batch_size or (math.ceil(train.n / steps_per_epoch) if steps_per_epoch else 32)  # F3
-        batches = _data.ArrayBatches(
-            train, bs, shuffle=plain_shuffle(shuffle), generator=generator, device=model.device, shard="train"
-        )
-        full_y = train.y
-        n_train = train.n
+            arrays.sample_weight = _data.class_weights_to_sample_weights(arrays.y, class_weight)
+        bs = batch_size or (math.ceil(arrays.n / steps_per_epoch) if steps_per_epoch else 32)  # F3
+        train = _data.from_arrays(device, arrays, batch_size=bs, steps=steps_per_epoch, shard="train",
+                                  what="training data", call="fit", check_finite=False, steps_name="steps_per_epoch",
+                                  shuffle=plain_shuffle(shuffle), generator=generator)
+        if tail is not None:
+            val = _data.from_arrays(device, tail, batch_size=validation_batch_size or bs, steps=validation_steps,
+                                    shard="eval", what="validation data", call="fit", check_finite=False,
+                                    steps_name="validation_steps")
     else:
         _data.reject_for_source(
             y=y, sample_weight=sample_weight, class_weight=class_weight, validation_split=validation_split
         )
-        if isinstance(x, torch.utils.data.Dataset) and not isinstance(
-            x, torch.utils.data.IterableDataset
-        ):
-            bs = batch_size or 32
-            x = _data.dataset_loader(x, bs, bool(shuffle), generator)
-        elif shuffle is True and not isinstance(shuffle, _DefaultTrue):  # §14: warn only when asked
-            warnings.warn(
+        if not _data.is_map_dataset(x) and shuffle is True and not isinstance(shuffle, _DefaultTrue):
+            warnings.warn(  # §14: warn only when asked
                 "shuffle=True is ignored for a DataLoader or iterable: shuffle inside it instead "
                 "(DataLoader(..., shuffle=True))",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
-        batches = _data.SourceBatches(x, model.device, shard="train", seed=data_seed)
-        bs, full_y, n_train = getattr(x, "batch_size", None), None, _data.source_samples(x)
-        val_arrays = None
-    train_iter = _data.EpochIterator(batches, steps_per_epoch)
-
-    val_iter = None
+        train = _data.from_source(device, x, name="x", batch_size=batch_size or 32, steps=steps_per_epoch,
+                                  shard="train", what="training data", call="fit", check_finite=check_finite,
+                                  steps_name="steps_per_epoch",
+                                  shuffle=bool(shuffle), generator=generator, seed=data_seed)
     if validation_data is not None:
-        val_iter, n_val = _data.eval_batches(
-            model.device,
-            validation_data,
-            validation_batch_size or batch_size or 32,
-            validation_steps,
-            "validation_data",
-            check_finite,
-        )
-    elif val_arrays is not None:
-        n_val = val_arrays.n
-        val_iter = _data.EpochIterator(
-            _data.ArrayBatches(val_arrays, validation_batch_size or bs or 32, device=model.device, shard="eval"),
-            validation_steps,
-            what="validation data",
-            eval_shard=True,
-        )
-    return TrainingData(train_iter, val_iter, bs, full_y, n_train, n_val, generator, data_seed)
+        val = _data.eval_input(device, validation_data, name="validation_data",
+                               batch_size=validation_batch_size or batch_size or 32, steps=validation_steps,
+                               what="validation_data", call="fit", check_finite=check_finite, peek=True,
+                               steps_name="validation_steps",
+                               fix="pass validation data with at least one sample, or leave validation_data out")
+    others = [val.targets] if val is not None and val.targets is not None else []
+    check = _data.first_batch_check(model, train.targets, others)
+    return TrainingData(train.batches, val.batches if val is not None else None, train.batch_size, train.n,
+                        val.n if val is not None else None, generator, data_seed, check)

@@ -62,7 +62,7 @@ def run_plan(
     if n_val is not None:
         what += f", validate on {n_val:,}"
     parts = [what]
-    from ..distributed import core as distributed
+    from .. import distributed
 
     world = distributed.world_size()
     if batch_size and world > 1:  # batch_size is per process under torchrun

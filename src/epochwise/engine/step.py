@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..distributed import core as distributed
+from .. import distributed
 
 PRECISIONS: dict[str, torch.dtype | None] = {
     "32": None,

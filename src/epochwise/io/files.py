@@ -47,7 +47,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     target = Path(path)
     if target.is_dir():
         raise IsADirectoryError(f"cannot save to {str(target)!r}: it is a directory; give a file name")
-    from ..distributed import core as distributed
+    from .. import distributed
 
     if not distributed.is_main_process():
         return  # under torchrun only rank 0 writes; the others meet it at the next barrier
@@ -149,6 +149,6 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: s
         if shapes:
             parts.append("shape mismatch " + "; ".join(shapes))
         raise ValueError(f"{source} does not match the module: " + "; ".join(parts))
-    from ..distributed import core as distributed
+    from .. import distributed
 
     distributed.load_module_state(module, state)  # under FSDP each rank keeps its shard

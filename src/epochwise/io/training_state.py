@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
 from ..callbacks.history import History
-from ..distributed import core as distributed
 from .files import CHECKPOINT_KEY, cpu_state, load_file, load_into
 
 FORMAT = 2  # 2: callback states by state_key (1: a list by class name and position)

@@ -13,14 +13,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..distributed import is_distributed
 from . import base as _impl
 from .base import Mean, MeanMetricWrapper, Metric, TorchmetricsMetric
 
@@ -290,6 +292,30 @@ class AutoAccuracy(Metric):
         self.resolved = kinds[state["kind"]]()
         self.resolved.load_state_dict(state["state"], device)
 
+    def merge_state(self, metrics: Any) -> None:
+        others = [metrics] if isinstance(metrics, Metric) else list(metrics)
+        parts = [o.resolved if isinstance(o, AutoAccuracy) else o for o in others]
+        parts = [p for p in parts if p is not None]
+        if parts and self.resolved is None:
+            self.resolved = copy.deepcopy(parts[0])
+            self.resolved.reset_state()
+        if parts:
+            self.resolved.merge_state(parts)
+
+    @contextlib.contextmanager
+    def sync(self, device: torch.device | None = None) -> Iterator[None]:
+        # a process that saw no batch has not resolved yet: every resolution is a Mean of the same state,
+        # so a Mean at its defaults takes part in the collective and reads the combined value
+        stand_in = self.resolved is None and is_distributed()
+        if stand_in:
+            self.resolved = Mean(self.name)
+        try:
+            with self.resolved.sync(device) if self.resolved is not None else contextlib.nullcontext():
+                yield
+        finally:
+            if stand_in:
+                self.resolved = None
+
 
 # --- counts at thresholds -------------------------------------------------------------------------
 class AUC(Metric):
@@ -324,21 +350,15 @@ class AUC(Metric):
         self.curve = curve.upper()
         self.summation_method = summation_method
         self.from_logits = bool(from_logits)
-        self._buckets: Tensor | None = None  # (2, T): weight of positives / negatives per bucket
+        # weight of positive (row 0) and negative (row 1) targets per bucket
+        self.add_state("buckets", torch.zeros(2, self.num_thresholds), "sum")
 
     def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> None:
         p = y_pred.detach().sigmoid() if self.from_logits else y_pred.detach()
-        self._buckets = _impl.state_on(self._buckets, (2, self.num_thresholds), p.device)
-        _impl.auc_update(self._buckets, y_true, p, sample_weight, self.name)
+        _impl.auc_update(self.state_on("buckets", p.device), y_true, p, sample_weight, self.name)
 
     def result(self) -> Tensor:
-        if self._buckets is None:
-            return torch.zeros((), dtype=torch.float32)
-        return _impl.auc_area(self._buckets, self.curve, self.summation_method)
-
-    def reset_state(self) -> None:
-        if self._buckets is not None:
-            self._buckets.zero_()
+        return _impl.auc_area(self.buckets, self.curve, self.summation_method)
 
 
 class _ThresholdMetric(Metric):
@@ -354,22 +374,15 @@ class _ThresholdMetric(Metric):
             _impl.check_positive_int(class_id, "class_id", minimum=0)
         self.class_id, self.from_logits = class_id, bool(from_logits)
         self._cut = _impl.logit_threshold(self.thresholds) if from_logits else self.thresholds
-        self._counts: Tensor | None = None
+        self.add_state("counts", torch.zeros(3), "sum")  # [true pos., predicted pos., actual pos.]
 
     def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> None:
         y_pred = y_pred.detach()
         counts = _impl.threshold_counts(y_true, y_pred, self._cut, self.class_id, sample_weight, self.name)
-        self._counts = _impl.state_on(self._counts, (3,), y_pred.device)
-        self._counts.add_(counts)
+        self.state_on("counts", y_pred.device).add_(counts)
 
     def result(self) -> Tensor:
-        if self._counts is None:
-            return torch.zeros((), dtype=torch.float32)
-        return _impl.div_no_nan(self._counts[0], self._counts[self._denominator])
-
-    def reset_state(self) -> None:
-        if self._counts is not None:
-            self._counts.zero_()
+        return _impl.div_no_nan(self.counts[0], self.counts[self._denominator])
 
 
 class Precision(_ThresholdMetric):

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..distributed import core as distributed
+from .. import distributed
 from .schedules import LearningRateSchedule, _check_number, deserialize, serialize
 
 LearningRate = float | LearningRateSchedule | Callable[[int], float]

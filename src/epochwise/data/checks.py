@@ -1,0 +1,157 @@
+"""The checks every input path shares: fit's training and validation data, evaluate and predict.
+
+Arrays are checked whole, once, before anything runs; a DataLoader or iterable on its first batch. The
+targets are checked against the module's first output (the number of classes, the output's shape), so
+that part runs on the first batch, after the forward pass and before the first loss. Every error names
+the argument and says the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..losses import classes as losses_mod
+from .structures import leaves
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every value is finite. A NaN or inf makes the sum non-finite, so a finite sum (one pass,
+    no temporary) proves it; only a non-finite sum (a bad value, or an overflow) needs the exact scan."""
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
+def check_finite(parts: Iterable[tuple[str, Any]], call: str) -> None:
+    """No NaN or inf in any floating leaf of the named parts; ``call`` is the API call, e.g. ``"fit"``."""
+    for name, part in parts:
+        for leaf in leaves(part):
+            if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and not all_finite(leaf):
+                bad = int((~torch.isfinite(leaf)).sum())
+                raise ValueError(
+                    f"{name} contains {bad} NaN or inf value(s); clean the data (e.g. np.nan_to_num) or pass "
+                    f"{call}(..., check_finite=False) to use it anyway"
+                )
+
+
+def check_not_empty(n: int, name: str, role: str) -> None:
+    if n == 0:
+        raise ValueError(f"{name} holds 0 samples; {role} needs at least one")
+
+
+def sample_shapes(x: Any) -> list[tuple[int, ...]]:
+    """The shape of one sample of each input leaf (the first dimension left out)."""
+    return [tuple(leaf.shape[1:]) for leaf in leaves(x) if isinstance(leaf, torch.Tensor)]
+
+
+@dataclass
+class Targets:
+    """Targets to check against the module's first output, and the name the errors give them.
+
+    ``y``: whole target arrays, or a validation source's first batch's targets. For the data the first
+    batch comes from, None means that batch's own targets (a DataLoader / iterable). ``x_shapes``: the
+    per-sample shapes of the matching inputs (a source's first batch fills them in), so validation targets
+    are checked only against an output of inputs shaped alike.
+    """
+
+    name: str
+    y: Any = None
+    x_shapes: list[tuple[int, ...]] | None = None
+
+
+def first_batch_inspector(name: str, check_finite_values: bool, call: str, record: Targets | None,
+                          with_targets: bool = True) -> Callable[[Any, Any, Any], None]:
+    """What a source's first batch goes through, before the forward pass: finite values, and the inputs'
+    shapes recorded for the target checks."""
+
+    def inspect(x: Any, y: Any, sw: Any) -> None:
+        if check_finite_values:
+            parts = [(f"the inputs of the first batch of {name}", x)]
+            if with_targets:
+                parts += [(f"the targets of the first batch of {name}", y),
+                          (f"the sample weights of the first batch of {name}", sw)]
+            check_finite(parts, call)
+        if record is not None:
+            record.x_shapes = sample_shapes(x)
+
+    return inspect
+
+
+def check_output_structure(loss: Any, y_pred: Any) -> None:
+    if isinstance(y_pred, (tuple, list, dict)) and not isinstance(
+        loss, (losses_mod.LossFunctionWrapper, losses_mod.TorchLoss)
+    ):
+        raise ValueError(
+            f"the module returns {type(y_pred).__name__} of {len(y_pred)} outputs, but loss {loss.name!r} takes "
+            "one; return a single tensor or compile with a callable loss that takes (y_true, y_pred)"
+        )
+
+
+def check_targets(loss: Any, name: str, y_true: Any, y_pred: Any) -> None:
+    """The targets' type, range and shape for the loss (``Loss.validate``), the error prefixed by ``name``."""
+    if not (isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor) and hasattr(loss, "validate")):
+        return
+    if y_true.ndim and y_pred.ndim and y_true.shape[0] < y_pred.shape[0]:
+        y_pred = y_pred[: y_true.shape[0]]  # a user's loss is tried on as many outputs as there are targets
+    try:
+        with torch.no_grad():
+            loss.validate(y_true, y_pred.detach())
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from err
+
+
+def check_logits(model: Any, y_pred: Any) -> None:
+    """Outputs that look like probabilities given to a loss that compile decided takes logits."""
+    loss = model._loss
+    if not (model._decided_logits and getattr(loss, "from_logits", False) and isinstance(y_pred, torch.Tensor)):
+        return
+    binary = isinstance(loss, losses_mod.BinaryCrossentropy) or (
+        isinstance(loss, losses_mod.AutoCrossentropy) and (y_pred.ndim <= 1 or y_pred.shape[-1] == 1))
+    if binary and y_pred.numel() < 16:
+        return  # a few logits that fall in [0, 1] by chance are no evidence (rows summing to 1 are)
+    if losses_mod.looks_like_probabilities(y_pred.detach(), loss):
+        kind = type(loss).__name__
+        raise ValueError(
+            "the module's outputs look like probabilities (all in [0, 1]), but compile decided that loss "
+            f"{loss.name!r} takes logits ({model._loss_reason}). If forward() applies softmax or sigmoid itself, "
+            f"pass a loss object with from_logits=False, e.g. loss=ew.losses.{kind}(from_logits=False); if the "
+            f"outputs really are logits, pass ew.losses.{kind}(from_logits=True)"
+        )
+
+
+def first_batch_check(model: Any, reference: Targets | None, others: Iterable[Targets] = ()
+                      ) -> Callable[[Any, Any], None]:
+    """``check(y, y_pred)`` for the first batch, after the forward pass and before the first loss: the
+    output structure, the logits decision, and every target set's type and range for the loss.
+
+    ``reference`` is the data that first batch came from (its own ``y`` when ``reference.y`` is None);
+    ``others`` (validation data) are checked against the same output when their inputs have the same
+    per-sample shapes (inputs of other shapes, to a module that takes several, give outputs of other shapes).
+    """
+    others = list(others)
+
+    def check(y: Any, y_pred: Any) -> None:
+        loss = model._loss
+        check_output_structure(loss, y_pred)
+        check_logits(model, y_pred)
+        if reference is not None:
+            y_true = y if reference.y is None else reference.y
+            require_targets(reference.name, y_true, y_pred)
+            check_targets(loss, reference.name, y_true, y_pred)
+        for targets in others:
+            require_targets(targets.name, targets.y, y_pred)
+            known = reference is not None and reference.x_shapes is not None and targets.x_shapes is not None
+            if not known or targets.x_shapes == reference.x_shapes:
+                check_targets(loss, targets.name, targets.y, y_pred)
+
+    return check
+
+
+def require_targets(name: str, y_true: Any, y_pred: Any) -> None:
+    """A single output needs targets (a callable loss may take none with several outputs)."""
+    if y_true is None and isinstance(y_pred, torch.Tensor):
+        raise ValueError(f"{name} holds no targets; yield (x, y) or (x, y, sample_weight) batches")
