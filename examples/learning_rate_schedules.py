@@ -25,7 +25,7 @@ import torch.nn as nn
 
 import epochwise as ew
 import epochwise.datasets as ds
-from epochwise.optim import schedules
+from epochwise import schedules
 
 
 def scheduler(epoch, lr):

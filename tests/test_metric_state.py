@@ -19,7 +19,7 @@ from sklearn.metrics import precision_score
 from torch import nn
 
 import epochwise as ew
-from epochwise.metrics import classes as M
+import epochwise.metrics as M
 
 T = torch.tensor
 SCRIPT = Path(__file__).parent / "distributed" / "metric_state_script.py"

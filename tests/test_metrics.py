@@ -13,8 +13,8 @@ import torchmetrics
 from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
 from torch import nn
 
-from epochwise.losses import classes as L
-from epochwise.metrics import classes as M
+import epochwise.losses as L
+import epochwise.metrics as M
 
 T = torch.tensor
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from epochwise.optim import optimizers
+from epochwise import optimizers
 from epochwise.optim.optimizers import SGD, Adam, Optimizer
 from epochwise.optim.schedules import ExponentialDecay
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from epochwise.optim import optimizers, schedules
+from epochwise import optimizers, schedules
 from epochwise.optim.schedules import (
     Constant,
     CosineDecay,

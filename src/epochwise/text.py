@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from numbers import Integral
 from typing import Any
 
@@ -26,12 +26,26 @@ def format_value(value: float | None) -> str:
     return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
 
 
-def did_you_mean(name: object, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
-    """`` Did you mean 'x'?`` for the close matches of ``name`` among ``choices``, else ``''``."""
+def close_matches(name: object, choices: Iterable[str] | Mapping[str, str], n: int = 3, cutoff: float = 0.6,
+                  *, ignore_case: bool = False) -> list[str]:
+    """The choices closest to ``name`` (difflib), best first. With a mapping, the keys are matched and
+    their values returned (each once): ``{"mse": "mean_squared_error"}`` suggests the canonical name."""
     if not isinstance(name, str):
-        return ""
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=cutoff)
-    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return []
+    keys = list(choices)
+    found = difflib.get_close_matches(name, keys, n=n, cutoff=cutoff)
+    if ignore_case:
+        found += [k for k in difflib.get_close_matches(name.lower(), keys, n=n, cutoff=cutoff) if k not in found]
+    if isinstance(choices, Mapping):
+        found = list(dict.fromkeys(choices[k] for k in found))
+    return found
+
+
+def did_you_mean(name: object, choices: Iterable[str] | Mapping[str, str], n: int = 3, cutoff: float = 0.6,
+                 *, sep: str = " or ", ignore_case: bool = False, limit: int | None = None) -> str:
+    """`` Did you mean 'x' or 'y'?`` for the close matches of ``name`` among ``choices``, else ``''``."""
+    close = close_matches(name, choices, n, cutoff, ignore_case=ignore_case)[:limit]
+    return f" Did you mean {sep.join(repr(c) for c in close)}?" if close else ""
 
 
 def check_int(value: Any, name: str, *, minimum: int = 1, owner: str | None = None,

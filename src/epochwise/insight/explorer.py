@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..callbacks.callback import Callback
+from ..text import did_you_mean
 from .lr_range import LRFinderResult, find_learning_rate
 from .probe import (
     _arrays,
@@ -173,12 +174,9 @@ def _metric_of(model: Any, metric: str | None) -> tuple[str | None, str | None]:
         return (chosen.name, chosen.direction) if chosen else (None, None)
     named = {m.name: m for m in metrics}
     if metric not in named:
-        import difflib
-
-        close = difflib.get_close_matches(metric, list(named), n=3)
         raise ValueError(
             f"metric={metric!r} is not compiled into the model (its metrics: {sorted(named)})."
-            + (f" Did you mean {' or '.join(map(repr, close))}?" if close else "")
+            + did_you_mean(metric, list(named))
         )
     direction = getattr(named[metric], "direction", None)
     if direction not in ("min", "max"):

@@ -9,7 +9,6 @@ dependency: ``pip install 'epochwise[plot]'``.
 from __future__ import annotations
 
 import csv
-import difflib
 import math
 import os
 import warnings
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.report import fmt_value
+from ..text import did_you_mean
 from .overfitting import find_overfitting
 
 __all__ = ["plot_history", "plot_batch_sizes", "plot_lr_finder", "read_history_csv"]
@@ -242,8 +242,7 @@ def plot_history(
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if monitor is not None and monitor not in series:
-        close = difflib.get_close_matches(str(monitor), list(series), n=3)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(str(monitor), list(series))
         raise ValueError(f"monitor={monitor!r} is not in the history, which logs {sorted(series)}.{hint}")
     monitor, best, best_value, stop, restored = _markers(
         series, early_stopping, best_epoch, stopped_epoch, restored_epoch, monitor, mode

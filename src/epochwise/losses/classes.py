@@ -12,14 +12,13 @@ tensor(0.5000)
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..text import snake_case
+from ..text import did_you_mean, snake_case
 from . import functions as lf
 from .functions import Loss, align_ranks, as_tensors, infer_from_logits, reduce_weighted
 
@@ -473,9 +472,7 @@ def get(identifier) -> Loss:
         cls = _NAMES.get(identifier) or _NAMES.get(identifier.lower())
         if cls is None:
             lowered = {n.lower(): _ALIASES[c][0] for n, c in _NAMES.items()}  # suggest snake_case names
-            matches = difflib.get_close_matches(identifier.lower(), lowered, n=6, cutoff=0.6)
-            close = list(dict.fromkeys(lowered[m] for m in matches))[:3]
-            suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            suggestion = did_you_mean(identifier.lower(), lowered, n=6, limit=3)
             known = ", ".join(sorted(n for n in _NAMES if n.islower()))
             raise ValueError(
                 f"Unknown loss {identifier!r}.{suggestion} Known names: {known}. For your own loss pass a "

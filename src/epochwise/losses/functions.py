@@ -48,8 +48,9 @@ def check_reduction(reduction: str | None) -> str | None:
     return reduction
 
 
-def _safe_divide(total: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
-    """total / divisor, and 0 where divisor is 0 (no NaN in the value or its gradient)."""
+def div_no_nan(total: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
+    """total / divisor, and 0 where divisor is 0 (Keras's ``divide_no_nan``: no NaN in the value or its
+    gradient); on the device, no host sync."""
     zero = divisor == 0
     return torch.where(
         zero, torch.zeros_like(total), total / torch.where(zero, torch.ones_like(divisor), divisor)
@@ -101,9 +102,9 @@ def reduce_weighted(
     if reduction == "sum":
         return total
     if reduction == "mean_with_sample_weight" and weight is not None:
-        return _safe_divide(total, weight.expand_as(values).sum())
+        return div_no_nan(total, weight.expand_as(values).sum())
     if mask is not None:
-        return _safe_divide(total, mask.expand_as(values).sum())
+        return div_no_nan(total, mask.expand_as(values).sum())
     return total / values.numel()
 
 

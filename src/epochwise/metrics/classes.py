@@ -23,7 +23,10 @@ import torch
 from torch import Tensor
 
 from ..distributed import is_distributed
+from ..losses.functions import div_no_nan
+from ..text import check_int, snake_case
 from . import base as _impl
+from . import functions as mf
 from .base import Mean, MeanMetricWrapper, Metric, TorchmetricsMetric
 
 __all__ = [
@@ -68,26 +71,26 @@ class _FormulaMetric(MeanMetricWrapper):
     _default_name: str | None = None
 
     def __init__(self, name: str | None = None) -> None:
-        default = self._default_name or _impl.snake_case(type(self).__name__)
+        default = self._default_name or snake_case(type(self).__name__)
         super().__init__(type(self)._fn, name=name or default, direction=self.direction)
 
 
 class Accuracy(_FormulaMetric):
     """Fraction of exact matches ``y_pred == y_true``. Example: ``ew.metrics.Accuracy()``."""
 
-    _fn, direction = staticmethod(_impl.accuracy), "max"
+    _fn, direction = staticmethod(mf.accuracy), "max"
 
 
 class CategoricalAccuracy(_FormulaMetric):
     """``argmax(p) == argmax(y)`` for one-hot ``y``. Example: ``ew.metrics.CategoricalAccuracy()``."""
 
-    _fn, direction = staticmethod(_impl.categorical_accuracy), "max"
+    _fn, direction = staticmethod(mf.categorical_accuracy), "max"
 
 
 class SparseCategoricalAccuracy(_FormulaMetric):
     """``argmax(p) == label`` for integer labels. Example: ``ew.metrics.SparseCategoricalAccuracy()``."""
 
-    _fn, direction = staticmethod(_impl.sparse_categorical_accuracy), "max"
+    _fn, direction = staticmethod(mf.sparse_categorical_accuracy), "max"
 
     def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> None:
         if sample_weight is None and y_pred.dim() == 2 and y_true.dim() == 1 and not y_true.is_floating_point():
@@ -100,13 +103,13 @@ class SparseCategoricalAccuracy(_FormulaMetric):
 class MeanAbsoluteError(_FormulaMetric):
     """Running mean of ``|y - p|``. Example: ``ew.metrics.MeanAbsoluteError()``."""
 
-    _fn, direction = staticmethod(_impl.mean_absolute_error), "min"
+    _fn, direction = staticmethod(mf.mean_absolute_error), "min"
 
 
 class MeanSquaredError(_FormulaMetric):
     """Running mean of ``(y - p)**2``. Example: ``ew.metrics.MeanSquaredError()``."""
 
-    _fn, direction = staticmethod(_impl.mean_squared_error), "min"
+    _fn, direction = staticmethod(mf.mean_squared_error), "min"
 
 
 class RootMeanSquaredError(MeanSquaredError):
@@ -122,43 +125,43 @@ class RootMeanSquaredError(MeanSquaredError):
 class MeanAbsolutePercentageError(_FormulaMetric):
     """``100 * |y - p| / max(|y|, 1e-7)``. Example: ``ew.metrics.MeanAbsolutePercentageError()``."""
 
-    _fn, direction = staticmethod(_impl.mean_absolute_percentage_error), "min"
+    _fn, direction = staticmethod(mf.mean_absolute_percentage_error), "min"
 
 
 class MeanSquaredLogarithmicError(_FormulaMetric):
     """``(log1p(p) - log1p(y))**2``. Example: ``ew.metrics.MeanSquaredLogarithmicError()``."""
 
-    _fn, direction = staticmethod(_impl.mean_squared_logarithmic_error), "min"
+    _fn, direction = staticmethod(mf.mean_squared_logarithmic_error), "min"
 
 
 class LogCoshError(_FormulaMetric):
     """Running mean of ``log(cosh(p - y))``, named ``logcosh``. Example: ``ew.metrics.LogCoshError()``."""
 
-    _fn, direction, _default_name = staticmethod(_impl.log_cosh), "min", "logcosh"
+    _fn, direction, _default_name = staticmethod(mf.log_cosh), "min", "logcosh"
 
 
 class Hinge(_FormulaMetric):
     """``max(1 - y*p, 0)``; 0/1 labels become -1/+1. Example: ``ew.metrics.Hinge()``."""
 
-    _fn, direction = staticmethod(_impl.hinge), "min"
+    _fn, direction = staticmethod(mf.hinge), "min"
 
 
 class SquaredHinge(_FormulaMetric):
     """``max(1 - y*p, 0)**2``. Example: ``ew.metrics.SquaredHinge()``."""
 
-    _fn, direction = staticmethod(_impl.squared_hinge), "min"
+    _fn, direction = staticmethod(mf.squared_hinge), "min"
 
 
 class Poisson(_FormulaMetric):
     """``p - y*log(p + 1e-7)``. Example: ``ew.metrics.Poisson()``."""
 
-    _fn, direction = staticmethod(_impl.poisson), "min"
+    _fn, direction = staticmethod(mf.poisson), "min"
 
 
 class KLDivergence(_FormulaMetric):
     """``sum(y * log(y / p))`` per sample. Example: ``ew.metrics.KLDivergence()``."""
 
-    _fn, direction = staticmethod(_impl.kl_divergence), "min"
+    _fn, direction = staticmethod(mf.kl_divergence), "min"
 
 
 # --- formulas with options ------------------------------------------------------------------------
@@ -177,8 +180,8 @@ class BinaryAccuracy(MeanMetricWrapper):
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
             raise ValueError(f"threshold must be a number such as 0.5, got {threshold!r}.")
         self.threshold, self.from_logits = float(threshold), bool(from_logits)
-        cut = _impl.logit_threshold(self.threshold) if from_logits else self.threshold
-        super().__init__(_impl.binary_accuracy, name, "max", threshold=cut)
+        cut = mf.logit_threshold(self.threshold) if from_logits else self.threshold
+        super().__init__(mf.binary_accuracy, name, "max", threshold=cut)
 
 
 class TopKCategoricalAccuracy(MeanMetricWrapper):
@@ -188,23 +191,23 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
     """
 
     def __init__(self, k: int = 5, name: str = "top_k_categorical_accuracy") -> None:
-        k = _impl.check_positive_int(k, "k")
-        super().__init__(_impl.top_k_categorical_accuracy, name, "max", k=k)
+        k = check_int(k, "k")
+        super().__init__(mf.top_k_categorical_accuracy, name, "max", k=k)
 
 
 class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
     """Integer label among the ``k`` top scores. Example: ``ew.metrics.SparseTopKCategoricalAccuracy(k=3)``."""
 
     def __init__(self, k: int = 5, name: str = "sparse_top_k_categorical_accuracy") -> None:
-        k = _impl.check_positive_int(k, "k")
-        super().__init__(_impl.sparse_top_k_categorical_accuracy, name, "max", k=k)
+        k = check_int(k, "k")
+        super().__init__(mf.sparse_top_k_categorical_accuracy, name, "max", k=k)
 
 
 class CosineSimilarity(MeanMetricWrapper):
     """Cosine similarity of ``y`` and ``p`` along ``axis``. Example: ``ew.metrics.CosineSimilarity()``."""
 
     def __init__(self, name: str = "cosine_similarity", axis: int = -1) -> None:
-        super().__init__(_impl.cosine_similarity, name, "max", axis=axis)
+        super().__init__(mf.cosine_similarity, name, "max", axis=axis)
 
 
 class BinaryCrossentropy(MeanMetricWrapper):
@@ -217,7 +220,7 @@ class BinaryCrossentropy(MeanMetricWrapper):
         self, name: str = "binary_crossentropy", from_logits: bool = False, label_smoothing: float = 0.0
     ) -> None:
         self.from_logits = bool(from_logits)
-        fn = _impl.binary_crossentropy
+        fn = mf.binary_crossentropy
         super().__init__(fn, name, "min", from_logits=self.from_logits, label_smoothing=label_smoothing)
 
 
@@ -228,7 +231,7 @@ class CategoricalCrossentropy(MeanMetricWrapper):
         self, name: str = "categorical_crossentropy", from_logits: bool = False, label_smoothing: float = 0.0
     ) -> None:
         self.from_logits = bool(from_logits)
-        fn = _impl.categorical_crossentropy
+        fn = mf.categorical_crossentropy
         super().__init__(fn, name, "min", from_logits=self.from_logits, label_smoothing=label_smoothing)
 
 
@@ -237,7 +240,7 @@ class SparseCategoricalCrossentropy(MeanMetricWrapper):
 
     def __init__(self, name: str = "sparse_categorical_crossentropy", from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
-        super().__init__(_impl.sparse_categorical_crossentropy, name, "min", from_logits=self.from_logits)
+        super().__init__(mf.sparse_categorical_crossentropy, name, "min", from_logits=self.from_logits)
 
 
 class AutoAccuracy(Metric):
@@ -340,7 +343,7 @@ class AUC(Metric):
         from_logits: bool = False,
     ) -> None:
         super().__init__(name)
-        self.num_thresholds = _impl.check_positive_int(num_thresholds, "num_thresholds", minimum=2)
+        self.num_thresholds = check_int(num_thresholds, "num_thresholds", minimum=2)
         if not isinstance(curve, str) or curve.upper() not in ("ROC", "PR"):
             raise ValueError(f"curve must be 'ROC' or 'PR', got {curve!r}.")
         if summation_method not in ("interpolation", "minoring", "majoring"):
@@ -355,10 +358,10 @@ class AUC(Metric):
 
     def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> None:
         p = y_pred.detach().sigmoid() if self.from_logits else y_pred.detach()
-        _impl.auc_update(self.state_on("buckets", p.device), y_true, p, sample_weight, self.name)
+        mf.auc_update(self.state_on("buckets", p.device), y_true, p, sample_weight, self.name)
 
     def result(self) -> Tensor:
-        return _impl.auc_area(self.buckets, self.curve, self.summation_method)
+        return mf.auc_area(self.buckets, self.curve, self.summation_method)
 
 
 class _ThresholdMetric(Metric):
@@ -369,20 +372,20 @@ class _ThresholdMetric(Metric):
 
     def __init__(self, thresholds: float, class_id: int | None, name: str, from_logits: bool) -> None:
         super().__init__(name)
-        self.thresholds = _impl.check_probability(thresholds, "thresholds")
+        self.thresholds = mf.check_probability(thresholds, "thresholds")
         if class_id is not None:
-            _impl.check_positive_int(class_id, "class_id", minimum=0)
+            check_int(class_id, "class_id", minimum=0)
         self.class_id, self.from_logits = class_id, bool(from_logits)
-        self._cut = _impl.logit_threshold(self.thresholds) if from_logits else self.thresholds
+        self._cut = mf.logit_threshold(self.thresholds) if from_logits else self.thresholds
         self.add_state("counts", torch.zeros(3), "sum")  # [true pos., predicted pos., actual pos.]
 
     def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> None:
         y_pred = y_pred.detach()
-        counts = _impl.threshold_counts(y_true, y_pred, self._cut, self.class_id, sample_weight, self.name)
+        counts = mf.threshold_counts(y_true, y_pred, self._cut, self.class_id, sample_weight, self.name)
         self.state_on("counts", y_pred.device).add_(counts)
 
     def result(self) -> Tensor:
-        return _impl.div_no_nan(self.counts[0], self.counts[self._denominator])
+        return div_no_nan(self.counts[0], self.counts[self._denominator])
 
 
 class Precision(_ThresholdMetric):
@@ -429,7 +432,7 @@ _NAMED: tuple[type[Metric], ...] = (
     KLDivergence, CosineSimilarity, BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
     AUC, Precision, Recall,
 )  # fmt: skip
-_BY_NAME: dict[str, type[Metric]] = {_impl.snake_case(c.__name__): c for c in _NAMED} | {
+_BY_NAME: dict[str, type[Metric]] = {snake_case(c.__name__): c for c in _NAMED} | {
     "mae": MeanAbsoluteError,
     "mse": MeanSquaredError,
     "rmse": RootMeanSquaredError,
@@ -470,7 +473,7 @@ def get(identifier: Any, *, from_logits: bool = False, name: str | None = None) 
         key = identifier.strip()
         if key.lower() in ("accuracy", "acc"):
             return AutoAccuracy(name=name or identifier, from_logits=from_logits)
-        cls = _BY_NAME.get(key) or _BY_NAME.get(_impl.snake_case(key))
+        cls = _BY_NAME.get(key) or _BY_NAME.get(snake_case(key))
         if cls is None:
             raise ValueError(_impl.unknown_name_message(identifier, ["accuracy", "acc", *_BY_NAME]))
         return _build(cls, name or identifier, from_logits)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import numbers
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 
 from .. import distributed
+from ..text import close_matches
 from .schedules import LearningRateSchedule, _check_number, deserialize, serialize
 
 LearningRate = float | LearningRateSchedule | Callable[[int], float]
@@ -79,7 +79,7 @@ def _check_hyper(owner: type, hyper: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         hints = []
         for key in unknown:
-            close = difflib.get_close_matches(key, allowed, n=3)
+            close = close_matches(key, allowed)
             hint = (
                 f"torch's name; epochwise uses Keras's: {_TORCH_NAMES[key]}"
                 if key in _TORCH_NAMES

@@ -47,11 +47,11 @@ differ from Keras 3's:
 """
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import torch
 
+from ..text import did_you_mean
 from .base import LearningRate, Optimizer
 
 __all__ = ["Optimizer", "Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "get"]
@@ -276,8 +276,7 @@ def get(identifier: str | Optimizer | torch.optim.Optimizer) -> Optimizer:
         key = identifier.lower()
         if key in _BY_NAME:
             return _BY_NAME[key]()
-        close = difflib.get_close_matches(key, list(_BY_NAME), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(key, list(_BY_NAME), cutoff=0.5, sep=", ")
         raise ValueError(f"unknown optimizer {identifier!r}.{hint} Known names: {', '.join(_BY_NAME)}")
     if isinstance(identifier, type) and issubclass(identifier, torch.optim.Optimizer):
         name = identifier.__name__
