@@ -13,11 +13,12 @@ from conftest import make_classification
 from torch import nn
 
 import epochwise as ew
-from epochwise import cli, explore
+from epochwise import cli
 from epochwise.engine.step import StepRunner
+from epochwise.explore import explore_batch_sizes, find_learning_rate, find_max_batch_size
+from epochwise.insight import explorer as explore
 from epochwise.insight import lr_range as _lr_range
 from epochwise.insight import probe as _probe
-from epochwise.insight.explorer import explore_batch_sizes, find_learning_rate, find_max_batch_size
 
 X, Y = make_classification(n=60, features=4, classes=3)
 XV, YV = make_classification(n=20, features=4, classes=3, seed=1)
