@@ -64,16 +64,9 @@ def run_demo(args: argparse.Namespace) -> int:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    callbacks = []
-    cb = ew.callbacks
-    if hasattr(cb, "EarlyStopping"):
-        callbacks.append(
-            cb.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)
-        )
-    if hasattr(cb, "ModelCheckpoint"):
-        callbacks.append(
-            cb.ModelCheckpoint(str(out / "best-model.pt"), monitor="val_loss", save_best_only=True)
-        )
+    stop = ew.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)
+    best = ew.callbacks.ModelCheckpoint(str(out / "best-model.pt"), monitor="val_loss", save_best_only=True)
+    callbacks = [stop, best]
     history = model.fit(
         x_train,
         y_train,
@@ -88,11 +81,11 @@ def run_demo(args: argparse.Namespace) -> int:
     model.save_weights(weights)
     print(f"Test on {len(x_test):,} samples: loss {test_loss:.4f} - accuracy {test_acc:.4f}")
     print(f"Weights saved to {weights}")
-    _save_learning_curves(history, out / "learning-curves.png", callbacks)
+    _save_learning_curves(history, out / "learning-curves.png", stop)
     return 0
 
 
-def _save_learning_curves(history, path: Path, callbacks) -> None:
+def _save_learning_curves(history, path: Path, stop) -> None:
     """The demo's learning curves, when matplotlib is installed (the ``demo`` extra)."""
     try:
         import matplotlib  # noqa: F401
@@ -101,7 +94,6 @@ def _save_learning_curves(history, path: Path, callbacks) -> None:
         return
     from .insight.plots import plot_history
 
-    stop = next((c for c in callbacks if type(c).__name__ == "EarlyStopping"), None)
     plot_history(history, path, early_stopping=stop, title="epochwise demo: MLP on scikit-learn digits")
     print(f"Learning curves saved to {path}")
 

@@ -48,6 +48,11 @@ def did_you_mean(name: object, choices: Iterable[str] | Mapping[str, str], n: in
     return f" Did you mean {sep.join(repr(c) for c in close)}?" if close else ""
 
 
+def is_int(value: Any, minimum: int = 1) -> bool:
+    """Whether ``value`` is an integer (NumPy's too, never a bool) of at least ``minimum``."""
+    return not isinstance(value, bool) and isinstance(value, Integral) and value >= minimum
+
+
 def check_int(value: Any, name: str, *, minimum: int = 1, owner: str | None = None,
               allow_none: bool = False) -> Any:
     """``value`` as an int >= ``minimum`` (NumPy integers too; None when allowed), else a ValueError
@@ -55,7 +60,7 @@ def check_int(value: Any, name: str, *, minimum: int = 1, owner: str | None = No
     ``EarlyStopping(patience=-1): patience must be an integer >= 0``."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+    if not is_int(value, minimum):
         bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         where = f"{owner}({name}={value!r}): " if owner else ""
         tail = "" if owner else f", got {value!r}"

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..io import files as _io
 from ..io import training_state as _resume
+from ..text import is_int
 from .callback import Callback
 
 __all__ = ["BackupAndRestore"]
@@ -43,7 +44,7 @@ class BackupAndRestore(Callback):
         super().__init__()
         if not backup_dir:
             raise ValueError("BackupAndRestore needs backup_dir, a folder for the backup, e.g. 'backup'")  # BR1
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+        if save_freq != "epoch" and not is_int(save_freq):
             raise ValueError(f"save_freq must be 'epoch' or a positive number of batches, got {save_freq!r}")
         self.backup_dir = Path(backup_dir)
         self.save_freq = save_freq

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import string
-from numbers import Integral
 from typing import Any
 
+from ..text import is_int
 from ._monitor import MonitorCallback, check_verbose, did_you_mean, format_value
 
 __all__ = ["ModelCheckpoint"]
@@ -84,9 +84,7 @@ class ModelCheckpoint(MonitorCallback):
         self.filepath = _check_filepath(filepath, self.save_weights_only)
         self.verbose = check_verbose("ModelCheckpoint", verbose)
         self.save_best_only = bool(save_best_only)
-        if save_freq != "epoch" and (
-            isinstance(save_freq, bool) or not isinstance(save_freq, Integral) or save_freq < 1
-        ):
+        if save_freq != "epoch" and not is_int(save_freq):
             raise ValueError(
                 f"ModelCheckpoint(save_freq={save_freq!r}): save_freq must be 'epoch' or a positive number of "
                 f"batches.{did_you_mean(save_freq, ['epoch'])}"

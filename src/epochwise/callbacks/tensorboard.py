@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from .. import distributed
+from ..text import is_int
 from .callback import Callback
 
 __all__ = ["TensorBoard"]
@@ -51,9 +52,7 @@ class TensorBoard(Callback):
             raise ValueError(f"TensorBoard(log_dir={log_dir!r}): log_dir must be a folder path, e.g. 'logs'")
         if update_freq == "batch":
             update_freq = 1
-        if update_freq != "epoch" and (
-            isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1
-        ):
+        if update_freq != "epoch" and not is_int(update_freq):
             raise ValueError(
                 f"TensorBoard(update_freq={update_freq!r}): use 'epoch', 'batch' or a positive number of batches"
             )

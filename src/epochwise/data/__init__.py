@@ -13,6 +13,7 @@ from .sources import (
 )
 from .structures import (
     Batch,
+    concat_outputs,
     first_leaf,
     gather,
     is_array_input,
@@ -25,7 +26,7 @@ from .structures import (
 )
 from .weights import class_weights_to_sample_weights
 
-__all__ = ['Batch', 'map_structure', 'leaves', 'first_leaf', 'is_array_leaf', 'is_array_input', 'to_tensor',
+__all__ = ['Batch', 'concat_outputs', 'map_structure', 'leaves', 'first_leaf', 'is_array_leaf', 'is_array_input', 'to_tensor',
            'to_device', 'gather', 'nbytes', 'ArrayData', 'ArrayBatches', 'unpack_batch', 'SourceBatches',
            'dataset_loader', 'reject_for_source', 'source_samples', 'EpochIterator',
            'class_weights_to_sample_weights', 'Targets', 'all_finite', 'check_finite', 'first_batch_check',

@@ -98,3 +98,13 @@ def nbytes(obj: Any) -> int:
     return sum(t.element_size() * t.nelement() for t in leaves(obj))
 
 
+def concat_outputs(outputs: list[Any]) -> Any:
+    """Per-batch outputs joined along the sample axis into NumPy arrays, keeping their structure (P2)."""
+    head = outputs[0]
+    if isinstance(head, dict):
+        return {k: concat_outputs([o[k] for o in outputs]) for k in head}
+    if isinstance(head, (tuple, list)):
+        return type(head)(concat_outputs([o[i] for o in outputs]) for i in range(len(head)))
+    if isinstance(head, torch.Tensor):
+        return torch.cat([o.float() if o.dtype in (torch.bfloat16, torch.float16) else o for o in outputs]).cpu().numpy()
+    return np.concatenate([np.asarray(o) for o in outputs])

@@ -68,26 +68,29 @@ def reduce_states(values: list[Any], reductions: list[str], device: torch.device
     process). Every rank passes the same number of values, and a sum / max / min value the same shape
     on every rank (a metric's declared default fixes it).
 
-    Sum / max / min values travel in one all-gather (as float64: exact for float32 and for counts below
-    2**53) and are merged on every rank in rank order, so all ranks get the same bits; ``"cat"`` values
-    travel as objects, since their lengths differ between ranks.
+    Sum / max / min values travel in one all-reduce per kind (as float64: exact for float32 and for
+    counts below 2**53), which gives every rank the same bits; ``"cat"`` values travel as objects,
+    since their lengths differ between ranks. (A tensor all-gather here made gloo abort one process's
+    exit now and then, after an evaluation in which that process had no batch.)
     """
     if not is_distributed():
         return list(values)
     world = world_size()
     per_rank: list[list[Any]] = [[None] * world for _ in values]
-    fixed = [i for i, r in enumerate(reductions) if r != "cat"]
-    if fixed:
+    merged: dict[int, Any] = {}
+    ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+    for kind, op in ops.items():  # one all-reduce per kind that occurs (a Mean needs only "sum")
+        group = [i for i, r in enumerate(reductions) if r == kind]
+        if not group:
+            continue
         dev = collective_device(device)
-        flat = [torch.as_tensor(values[i]).detach().to(dev, torch.float64).reshape(-1) for i in fixed]
+        flat = [torch.as_tensor(values[i]).detach().to(dev, torch.float64).reshape(-1) for i in group]
         packed = torch.cat(flat)
-        rows = [torch.empty_like(packed) for _ in range(world)]
-        dist.all_gather(rows, packed)
+        dist.all_reduce(packed, op=op)
         start = 0
-        for i, f in zip(fixed, flat):
+        for i, f in zip(group, flat):
             shape = values[i].shape if isinstance(values[i], torch.Tensor) else ()
-            for r, row in enumerate(rows):
-                per_rank[i][r] = row[start:start + f.numel()].reshape(shape)
+            merged[i] = combine([packed[start:start + f.numel()].reshape(shape)], kind, values[i])
             start += f.numel()
     joined = [i for i, r in enumerate(reductions) if r == "cat"]
     if joined:
@@ -95,7 +98,7 @@ def reduce_states(values: list[Any], reductions: list[str], device: torch.device
         for r, theirs in enumerate(gather_objects(mine)):
             for i, piece in zip(joined, theirs):
                 per_rank[i][r] = piece
-    return [combine(per_rank[i], reductions[i], values[i]) for i in range(len(values))]
+    return [merged[i] if i in merged else combine(per_rank[i], reductions[i], values[i]) for i in range(len(values))]
 
 
 def _joined_on_cpu(value: Any) -> torch.Tensor | None:

@@ -69,6 +69,7 @@ def _shutdown() -> None:
     if dist.is_initialized():
         with contextlib.suppress(Exception):
             dist.barrier()
+        with contextlib.suppress(Exception):  # even when the barrier failed: a live group aborts the exit
             dist.destroy_process_group()
 
 

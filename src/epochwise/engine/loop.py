@@ -14,12 +14,11 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from .. import distributed
 from ..callbacks.callback_list import BatchLogs, CallbackList
-from ..data import EpochIterator, first_leaf
+from ..data import EpochIterator, concat_outputs, first_leaf
 from ..io import training_state
 from .logs import Tracker
 from .signals import interrupt_guard
@@ -242,18 +241,7 @@ def predict_loop(model: Any, batches: EpochIterator, callbacks: CallbackList, ch
         module.train(was_training)
     callbacks.on_predict_end({})
     if distributed.is_distributed():  # each rank predicted a contiguous shard: every rank gets all, in order
-        outputs = [p for p in distributed.gather_objects(_concat(outputs) if outputs else None) if p is not None]
+        outputs = [p for p in distributed.gather_objects(concat_outputs(outputs) if outputs else None) if p is not None]
     if not outputs:
         raise ValueError("predict got no batches: the input is empty")
-    return _concat(outputs)
-
-
-def _concat(outputs: list[Any]) -> Any:
-    head = outputs[0]
-    if isinstance(head, dict):
-        return {k: _concat([o[k] for o in outputs]) for k in head}
-    if isinstance(head, (tuple, list)):
-        return type(head)(_concat([o[i] for o in outputs]) for i in range(len(head)))
-    if isinstance(head, torch.Tensor):
-        return torch.cat([o.float() if o.dtype in (torch.bfloat16, torch.float16) else o for o in outputs]).cpu().numpy()
-    return np.concatenate([np.asarray(o) for o in outputs])
+    return concat_outputs(outputs)

@@ -12,6 +12,7 @@ import torch
 
 from .. import data as _data
 from .. import distributed
+from ..text import check_int
 
 
 class _DefaultTrue:
@@ -28,11 +29,7 @@ SHUFFLE_DEFAULT: Any = _DefaultTrue()
 
 
 def positive_int(value: Any, name: str, *, allow_none: bool = True, minimum: int = 1) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {bound}{' or None' if allow_none else ''}, got {value!r}")
+    check_int(value, name, minimum=minimum, allow_none=allow_none)
 
 
 def check_validation_freq(freq: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .. import distributed
+from ..text import is_int
 
 PRECISIONS: dict[str, torch.dtype | None] = {
     "32": None,
@@ -38,7 +39,7 @@ class StepSettings:
     def from_compile(cls, precision: Any, compile: Any, accumulate_steps: Any) -> StepSettings:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-        if isinstance(accumulate_steps, bool) or not isinstance(accumulate_steps, int) or accumulate_steps < 1:
+        if not is_int(accumulate_steps):
             raise ValueError(
                 f"accumulate_steps must be a positive integer (1 = no accumulation), got {accumulate_steps!r}")
         if not isinstance(compile, (bool, dict)):

@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..text import is_int
+
 __all__ = ["Overfitting", "find_overfitting", "overfitting_note"]
 
 
@@ -75,7 +77,7 @@ def find_overfitting(
         if found: print(found.since_epoch, found.message)
     """
     values, found_epochs = _as_dict(history)
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+    if not is_int(patience):
         raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
     if isinstance(min_rise, bool) or not isinstance(min_rise, (int, float)) or not min_rise >= 0:
         raise ValueError(f"min_rise must be a fraction >= 0 (0.01 = 1%), got {min_rise!r}")

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .. import distributed
-from ..text import close_matches
+from ..text import close_matches, is_int
 from .schedules import LearningRateSchedule, _check_number, deserialize, serialize
 
 LearningRate = float | LearningRateSchedule | Callable[[int], float]
@@ -352,7 +352,7 @@ class Optimizer:
                 + (f" with keys {sorted(state)}" if isinstance(state, dict) else "")
             )
         iterations = state["iterations"]
-        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 0:
+        if not is_int(iterations, 0):
             raise ValueError(
                 f"{self.name}.load_state_dict(): 'iterations' must be an int >= 0, got {iterations!r}"
             )
