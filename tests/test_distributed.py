@@ -105,6 +105,17 @@ def test_resume_after_a_kill_with_two_processes(tmp_path):
     assert a0["history"] == b0["history"] and a0["weights"] == b0["weights"] and a1["weights"] == a0["weights"]
 
 
+@pytest.mark.parametrize("save_freq", ["epoch", "3"])
+def test_backups_add_no_barrier_per_batch(tmp_path, save_freq):
+    """3 epochs of 4 batches: one barrier after each epoch (rank 0 wrote its files), none per batch, with
+    backups every epoch or every 3 batches (the capture itself is a collective; nothing reads the file
+    until the next fit, which comes after the epoch's barrier)."""
+    torchrun(tmp_path / "d", "--mode", "resume", "--folder", str(tmp_path / "b"), "--save-freq", save_freq)
+    r0, r1 = ranks(tmp_path / "d")
+    assert r0["fit_barriers"] == r1["fit_barriers"] == 3
+    assert r0["weights"] == r1["weights"]
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_fewer_samples_than_processes_neither_fails_nor_hangs(tmp_path, reference, strategy):
     """evaluate / predict on 1 sample with 2 processes: rank 1's shard is empty; both ranks get the result."""

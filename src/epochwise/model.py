@@ -233,16 +233,16 @@ class Model:
             validation_batch_size=validation_batch_size, validation_freq=validation_freq, seed=seed,
             check_finite=check_finite)
         steps = data.train.num_steps()
-        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        params = {"verbose": verbose, "epochs": data.epochs, "steps": steps}
         cbs = CallbackList(callbacks, model=self, params=params, add_history=True,
                            progbar=ProgbarLogger() if level else None)
         self.expected_log_keys = self._expected_keys(data.val is not None)
-        plan = _loop.FitPlan(train=data.train, epochs=epochs, initial_epoch=initial_epoch, val=data.val,
-                             validation_freq=validation_freq, check_first=data.check_first,
+        plan = _loop.FitPlan(train=data.train, epochs=data.epochs, initial_epoch=data.initial_epoch, val=data.val,
+                             validation_freq=data.validation_freq, check_first=data.check_first,
                              batch_size=data.batch_size, resume_from=resume_from)
         if level and distributed.is_main_process():
             print(_report.run_plan(n_train=data.n_train, n_val=data.n_val, batch_size=data.batch_size, steps=steps,
-                                   epochs=epochs, initial_epoch=initial_epoch, device=self._device_text(),
+                                   epochs=data.epochs, initial_epoch=data.initial_epoch, device=self._device_text(),
                                    loss=self._loss_text(), steps_given=steps_per_epoch is not None), flush=True)
         if seed is not None or self.seed is not None:
             torch.manual_seed(seed if seed is not None else self.seed)  # dropout and other module randomness

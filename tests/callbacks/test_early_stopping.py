@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from _scripted import scripted_fit, scripted_model, val_losses, weight_epoch
@@ -54,6 +55,34 @@ def test_min_delta_counts_small_gains_as_no_improvement():  # M4 within ES3.6
     run = _fit([cb], val_losses([1.0, 0.95, 0.91, 0.5]))
     assert run.epochs == [0, 1, 2]
     assert (cb.best, cb.best_epoch) == (1.0, 0)
+
+
+# M4 at an exact min_delta boundary: Keras computes current -/+ min_delta in Python floats and compares in
+# float32 (ops.less / ops.greater turn Python floats into the backend's float32); decimal 1.0939 -> 1.0929
+# with min_delta=0.001 is then no improvement, where a float64 comparison called it one.
+BOUNDARY = [
+    ("min", 0.001, 1.0939, 1.0929),
+    ("min", 0.001, 1.0011, 1.0001),
+    ("min", 0.001, float(np.float32(1.001)), float(np.float32(1.0))),  # values as a float32 log holds them
+    ("min", 0.001, 1.0939, 1.0928),  # clearly better: an improvement either way
+    ("max", 0.01, 0.102, 0.112),
+    ("max", 0.001, 1.0001, 1.0011),
+    ("max", 0.001, 0.5, 0.5011),
+]
+
+
+def keras_improves(mode, delta, reference, current):  # the float32 computation, by hand
+    if mode == "min":
+        return bool(np.float32(current + delta) < np.float32(reference))
+    return bool(np.float32(current - delta) > np.float32(reference))
+
+
+@pytest.mark.parametrize(("mode", "delta", "first", "second"), BOUNDARY)
+def test_min_delta_boundary_is_judged_in_float32_as_keras(mode, delta, first, second):
+    cb = EarlyStopping(mode=mode, min_delta=delta, patience=1)
+    run = _fit([cb], val_losses([first, second, second]))
+    # an improving epoch 1 resets the wait and epoch 2 stops; else epoch 1 stops
+    assert run.epochs == ([0, 1, 2] if keras_improves(mode, delta, first, second) else [0, 1])
 
 
 def test_max_mode_from_compiled_metric():  # M2 with ES4

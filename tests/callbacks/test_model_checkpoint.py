@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 import torch
@@ -18,13 +19,13 @@ from safetensors.torch import load_file
 from torch import nn
 
 import epochwise as ew
-from epochwise.callbacks import LambdaCallback, ModelCheckpoint
+from epochwise.callbacks import LambdaCallback, LearningRateScheduler, ModelCheckpoint
 
 
-def _fit(cb, logs, tmp_path, validate=True, **kwargs):
+def _fit(cb, logs, tmp_path, validate=True, callbacks_before=(), **kwargs):
     """``scripted_fit`` with ``cb`` then a ``Saves`` on ``tmp_path``; returns the ``Saves``."""
     saves = Saves(tmp_path)
-    scripted_fit([cb, saves], logs, validate=validate, **kwargs)
+    scripted_fit([*callbacks_before, cb, saves], logs, validate=validate, **kwargs)
     return saves
 
 
@@ -68,13 +69,53 @@ def test_mc3_template_uses_1_based_epoch_and_logs(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m-01-0.358.pt", "m-02-0.200.pt"]
 
 
-def test_mc3_missing_placeholder_is_a_clear_key_error(tmp_path):
-    cb = ModelCheckpoint(str(tmp_path / "m-{val_loss:.3f}.pt"), save_freq=1)
-    with pytest.raises(KeyError, match=r"Failed to format this callback filepath.*\{val_loss\}"):
-        _fit(cb, [{"loss": 1.0}], tmp_path, batch_logs=[[{"loss": 1.0}]])
-    cb = ModelCheckpoint(str(tmp_path / "m-{batch}.pt"))
-    with pytest.raises(KeyError, match=r"\{batch\} exists only with an integer save_freq"):
-        _fit(cb, [{"loss": 1.0}], tmp_path)
+def _no_step(cb, tmp_path, logs=None, metrics=None, **kwargs):
+    """Fit with ``cb`` and return the ValueError it raises, after checking no step ran and no file was written."""
+    steps = []
+    probe = LambdaCallback(on_train_batch_begin=lambda batch, logs: steps.append(batch))
+    with pytest.raises(ValueError) as info:
+        scripted_fit([probe, cb], logs or val_losses([1.0]), model=scripted_model(metrics=metrics), **kwargs)
+    assert steps == [] and os.listdir(tmp_path) == []  # before the first step (§1)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "save_freq", "validate", "expected"),
+    [
+        ("m-{val_acc:.3f}.pt", "epoch", True, r"\{val_acc:.3f\} names 'val_acc'.*Did you mean 'val_accuracy'"),
+        ("m-{val_loss:.3f}.pt", 1, True, r"\{val_loss:.3f\}.*at batch level.*never hold val_\* values"),
+        ("m-{val_loss}.pt", "epoch", False, r"\{val_loss\}.*only when fit validates: pass validation_data"),
+        ("m-{batch}.pt", "epoch", True, r"\{batch\} exists only with an integer save_freq"),
+    ],
+    ids=["misspelt", "val_at_batch_level", "val_without_validation", "batch_at_epoch_level"],
+)
+def test_mc3_unknown_placeholder_is_an_error_at_train_begin(tmp_path, template, save_freq, validate, expected):
+    cb = ModelCheckpoint(str(tmp_path / template), save_freq=save_freq)
+    message = _no_step(cb, tmp_path, metrics=["accuracy"], validate=validate,
+                       batch_logs=[[{"loss": 1.0}]] if save_freq == 1 else None)
+    assert re.search(expected, message), message
+    assert message.startswith(f"ModelCheckpoint(filepath={str(tmp_path / template)!r})")
+    keys = ["accuracy", "epoch", "loss", "val_accuracy", "val_loss"] if validate else ["accuracy", "epoch", "loss"]
+    if save_freq == 1:
+        keys = ["accuracy", "batch", "epoch", "loss"]
+    assert f"Available placeholders: {keys}" in message, message
+
+
+@pytest.mark.parametrize(
+    ("template", "value"), [("m-{loss:02d}.pt", "a float"), ("m-{epoch:.3s}.pt", "an integer")], ids=["loss", "epoch"]
+)
+def test_mc3_bad_format_spec_is_an_error_at_train_begin(tmp_path, template, value):
+    message = _no_step(ModelCheckpoint(str(tmp_path / template)), tmp_path)
+    placeholder = template[2:-3]
+    assert f"ModelCheckpoint(filepath={str(tmp_path / template)!r}): the placeholder {placeholder}" in message
+    assert f"which is {value}" in message, message
+
+
+def test_mc3_learning_rate_placeholder_is_allowed_with_an_lr_callback(tmp_path):
+    schedule = LearningRateScheduler(lambda epoch, lr: 0.5 / (epoch + 1))  # logs learning_rate at epoch end
+    cb = ModelCheckpoint(str(tmp_path / "m-{epoch}-{learning_rate:.2f}.pt"))
+    _fit(cb, val_losses([1.0, 1.0]), tmp_path, callbacks_before=[schedule])
+    assert sorted(os.listdir(tmp_path)) == ["m-1-0.50.pt", "m-2-0.25.pt"]
 
 
 @pytest.mark.parametrize("bad", ["m-{}.pt", "m-{0}.pt", "m-{epoch.pt"])
@@ -143,6 +184,19 @@ def test_mc8_fix_integer_save_freq_with_save_best_only_works(tmp_path):  # Keras
 def test_mc8_fix_val_monitor_at_batch_level_is_rejected_up_front(tmp_path):
     with pytest.raises(ValueError, match="batch-level logs never hold validation values"):
         ModelCheckpoint(str(tmp_path / "m.pt"), save_best_only=True, save_freq=10)
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_monitor_fit_never_logs_is_an_error_in_any_mode(tmp_path, mode):  # M1; Keras only warns
+    cb = ModelCheckpoint(str(tmp_path / "best.pt"), monitor="val_acc", mode=mode, save_best_only=True)
+    message = _no_step(cb, tmp_path, metrics=["accuracy"], validate=True)
+    assert "ModelCheckpoint(monitor='val_acc')" in message and "Did you mean 'val_accuracy'" in message
+    assert "['accuracy', 'loss', 'val_accuracy', 'val_loss']" in message
+
+
+def test_monitor_is_not_checked_without_save_best_only(tmp_path):  # every epoch saves: monitor unused
+    saves = _fit(ModelCheckpoint(str(tmp_path / "m.pt"), monitor="val_acc", mode="max"), [{"loss": 1.0}], tmp_path)
+    assert saves.paths == ["m.pt"]
 
 
 def test_mc8_batch_level_monitor_checked_against_training_keys(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from _scripted import scripted_fit, scripted_model, val_losses
@@ -148,3 +149,19 @@ def test_real_fit_reduces_the_learning_rate():
     history = model.fit(x, y, epochs=4, batch_size=10, validation_split=0.25, verbose=0, callbacks=[cb])
     assert history.history["learning_rate"] == [1e-30, 1e-30, 0.5e-30, 0.25e-30]  # RL3, G6
     assert model.optimizer.learning_rate == pytest.approx(0.125e-30, rel=1e-6)
+
+
+# M4 at an exact min_delta boundary, judged in float32 as Keras does (cases and reference: the
+# EarlyStopping tests' BOUNDARY, recomputed here with numpy)
+@pytest.mark.parametrize(
+    ("mode", "delta", "first", "second"),
+    [("min", 0.001, 1.0939, 1.0929), ("min", 0.001, 1.0011, 1.0001), ("min", 0.001, 1.0939, 1.0928),
+     ("max", 0.01, 0.102, 0.112), ("max", 0.001, 0.5, 0.5011)],
+)
+def test_min_delta_boundary_is_judged_in_float32_as_keras(mode, delta, first, second):
+    if mode == "min":
+        improves = np.float32(second + delta) < np.float32(first)
+    else:
+        improves = np.float32(second - delta) > np.float32(first)
+    lrs, _, _ = _lrs([first, second, second], factor=0.5, patience=1, mode=mode, min_delta=delta)
+    assert lrs == ([1, 1, 1] if improves else [1, 1, 0.5])  # no improvement at epoch 1: halved from epoch 2

@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--mode", default="plain", choices=["plain", "stop", "files", "resume", "loader"])
     parser.add_argument("--crash-at", type=int, default=0)
     parser.add_argument("--folder", default="")
-    parser.add_argument("--save-freq", type=int, default=1, help="resume mode: BackupAndRestore's save_freq")
+    parser.add_argument("--save-freq", default="1", help="resume mode: BackupAndRestore's save_freq ('epoch' or N)")
     parser.add_argument("--accumulate", type=int, default=1)
     parser.add_argument("--clip", type=float, default=None)
     parser.add_argument("--clipnorm", type=float, default=None)
@@ -109,12 +109,21 @@ def main() -> None:
         callbacks += [ew.callbacks.ModelCheckpoint(os.path.join(args.folder, "best.pt"), save_best_only=True),
                       ew.callbacks.CSVLogger(os.path.join(args.folder, "log.csv"))]
     if args.mode == "resume":
-        callbacks.append(ew.callbacks.BackupAndRestore(args.folder, save_freq=args.save_freq))
+        save_freq = args.save_freq if args.save_freq == "epoch" else int(args.save_freq)
+        callbacks.append(ew.callbacks.BackupAndRestore(args.folder, save_freq=save_freq))
         if args.crash_at:
             callbacks.append(Crash(args.crash_at))
     extra = {}
     if args.eval_first:  # before any training step; rank 0 has 2 batches, rank 1 has 1
         extra["evaluate_first"] = evaluate_dict(model.evaluate(xv[:3], yv[:3], batch_size=1, return_dict=True, verbose=0))
+    barriers = [0]
+    real_barrier = torch.distributed.barrier
+
+    def counting_barrier(*a, **k):  # the barriers fit runs (setup's barrier calls dist.barrier by name)
+        barriers[0] += 1
+        return real_barrier(*a, **k)
+
+    torch.distributed.barrier = counting_barrier
     data = (x, y)
     if args.mode == "loader":
         gen = torch.Generator().manual_seed(0)
@@ -125,6 +134,8 @@ def main() -> None:
         history = model.fit(x, y, batch_size=args.batch_size, epochs=3, validation_data=(xv, yv),
                             validation_batch_size=args.val_batch,
                             callbacks=callbacks, verbose=0)
+    torch.distributed.barrier = real_barrier
+    extra["fit_barriers"] = barriers[0]
     evaluation = model.evaluate(xv, yv, batch_size=4, return_dict=True, verbose=0)
     prediction = model.predict(xv, batch_size=4, verbose=0)
     if args.folder and args.mode == "files":

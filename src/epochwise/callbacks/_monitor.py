@@ -13,6 +13,8 @@ import warnings
 from numbers import Real
 from typing import Any
 
+import numpy as np
+
 from .. import text
 from ..text import did_you_mean, format_value
 from .callback import Callback
@@ -163,12 +165,18 @@ class MonitorCallback(Callback):
         return self.direction
 
     def is_improvement(self, current: float, reference: float | None) -> bool:
-        """M4: strict improvement by more than ``min_delta``; anything beats a ``None`` reference."""
+        """M4: strict improvement by more than ``min_delta``; anything beats a ``None`` reference.
+
+        Compared as Keras does: ``current -/+ min_delta`` in Python floats, then both sides in float32
+        (Keras's ``ops.less`` turns Python floats into the backend's float32), so a change equal to
+        ``min_delta`` in decimal (1.0939 -> 1.0929 with 0.001) is judged the same way.
+        """
         if reference is None:
             return True
-        if self.resolve_direction() == "min":
-            return current + self.min_delta < reference
-        return current - self.min_delta > reference
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, as in Keras
+            if self.resolve_direction() == "min":
+                return bool(np.float32(current + self.min_delta) < np.float32(reference))
+            return bool(np.float32(current - self.min_delta) > np.float32(reference))
 
     def monitor_value(self, logs: dict | None, where: str) -> float | None:
         """``logs[monitor]``, or None after warning (once per fit) that it is missing (ES3.2, RL3, MC6)."""

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .. import distributed
 from ..io import files as _io
 from ..io import training_state as _resume
 from ..text import is_int
@@ -16,6 +17,7 @@ from .callback import Callback
 __all__ = ["BackupAndRestore"]
 
 _FILE = "backup.pt"
+_PREVIOUS = "backup.pt.bkp"  # double_checkpoint's copy of the previous backup
 
 
 class BackupAndRestore(Callback):
@@ -26,8 +28,9 @@ class BackupAndRestore(Callback):
     epoch, the state of every callback and the History so far; see ``docs/reliability.md``. It is
     written atomically after all callbacks have seen the epoch end (``save_freq="epoch"``) or every
     ``save_freq`` batches, and when a Ctrl-C / SIGTERM ends the run. Calling fit again with the same
-    callbacks continues where the backup was taken, mid-epoch included. When fit ends normally the
-    folder is deleted (``delete_checkpoint=True``); after a crash it stays.
+    callbacks continues where the backup was taken, mid-epoch included. When fit ends normally its own
+    files are deleted (``delete_checkpoint=True``), and the folder too if this callback created it and
+    nothing else is in it; other files in the folder are never touched. After a crash the backup stays.
 
     Example::
 
@@ -53,6 +56,9 @@ class BackupAndRestore(Callback):
         self.batches_seen = 0
         self.saves = 0
         self.resumed_from: tuple[int, int] | None = None
+        self.created_dir = False  # this callback made backup_dir (kept in the backup, for a resumed run)
+        self.removed: list[str] = []  # the files the last normal end of fit deleted
+        self.removed_dir = False  # and whether it deleted backup_dir
         self._failed_warned = False
         self._interrupted = False
 
@@ -60,8 +66,12 @@ class BackupAndRestore(Callback):
     def path(self) -> Path:
         return self.backup_dir / _FILE
 
+    @property
+    def previous_path(self) -> Path:
+        return self.backup_dir / _PREVIOUS
+
     def state_dict(self) -> dict[str, Any]:
-        return {"batches_seen": self.batches_seen}
+        return {"batches_seen": self.batches_seen, "created_dir": self.created_dir}
 
     def state_detail(self) -> str:
         return str(self.backup_dir)
@@ -69,7 +79,7 @@ class BackupAndRestore(Callback):
     def resume_state(self) -> tuple[dict, str] | None:
         """The newest readable backup in ``backup_dir`` (BR4: else the previous one), to continue from."""
         self.resumed_from = None
-        for candidate in (self.path, self.path.with_suffix(".pt.bkp")):
+        for candidate in (self.path, self.previous_path):
             if not candidate.exists():
                 continue
             try:
@@ -84,9 +94,11 @@ class BackupAndRestore(Callback):
         return None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._interrupted = False
+        self._interrupted = self._failed_warned = False
+        self.removed, self.removed_dir = [], False
         if self.resumed_from is None:
             self.batches_seen = 0
+            self.created_dir = False
 
     def after_train_batch(self, batch: int) -> None:
         if self.save_freq == "epoch":
@@ -106,25 +118,56 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self._interrupted:
             return  # keep the backup (taken at the interruption or at the last save) to resume from
-        if self.delete_checkpoint and self.backup_dir.exists():  # BR5
-            shutil.rmtree(self.backup_dir, ignore_errors=True)
+        if self.delete_checkpoint and distributed.is_main_process():  # BR5
+            self._remove_own_files()
+
+    def _remove_own_files(self) -> None:
+        """Delete what this callback writes (the backup, its .bkp copy, their temporary files), and the
+        folder if this callback created it and it is now empty; never anything else."""
+        folder = self.backup_dir
+        if not folder.is_dir():
+            return
+        own = [self.path, self.previous_path, *sorted(folder.glob(f".{_FILE}.*.tmp"))]
+        for path in own:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                warnings.warn(f"BackupAndRestore could not remove {str(path)!r} ({err}); delete it by hand.",
+                              UserWarning, stacklevel=3)
+                continue
+            self.removed.append(path.name)
+        if self.created_dir:
+            try:
+                folder.rmdir()  # only when empty
+                self.removed_dir = True
+            except OSError:
+                pass
 
     def _save(self) -> None:
         """A periodic save that fails warns and training goes on; the previous backup stays intact."""
+        if not self.backup_dir.exists():
+            self.created_dir = True  # before the save: the backup records it
         try:
             if self.double_checkpoint and self.path.exists():
-                shutil.copyfile(self.path, self.path.with_suffix(".pt.bkp"))
+                _io.atomic_write(self.previous_path, lambda tmp: shutil.copyfile(self.path, tmp))
             self.model.save(self.path, training_state=True)
             self.saves += 1
-        except OSError as err:
+        except OSError as err:  # io.files turns any failed write (a full disk too) into an OSError naming it
             if not self._failed_warned:
                 self._failed_warned = True
-                warnings.warn(f"BackupAndRestore could not write {str(self.path)!r}: {err}. Training goes on; "
-                              "the previous backup, if any, is intact.", UserWarning, stacklevel=2)
+                warnings.warn(f"BackupAndRestore could not write its backup: {err}. Training goes on; it tries "
+                              "again at the next save (this warning is shown once per fit).",
+                              UserWarning, stacklevel=2)
 
     def summary(self) -> str | None:
-        if self.resumed_from is None:
-            return None
-        epoch, batch = self.resumed_from
-        where = f"epoch {epoch + 1}" if batch == 0 else f"batch {batch + 1} of epoch {epoch + 1}"
-        return f"resumed from {self.path} at {where}"
+        parts = []
+        if self.resumed_from is not None:
+            epoch, batch = self.resumed_from
+            where = f"epoch {epoch + 1}" if batch == 0 else f"batch {batch + 1} of epoch {epoch + 1}"
+            parts.append(f"resumed from {self.path} at {where}")
+        if self.removed:
+            text = f"removed the backup ({', '.join(self.removed)}) from {self.backup_dir}"
+            parts.append(text + (" and the folder, now empty" if self.removed_dir else ""))
+        return "; ".join(parts) or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import string
 from typing import Any
 
@@ -55,7 +56,8 @@ class ModelCheckpoint(MonitorCallback):
     extra is ``{"epoch": epochs completed}`` (plus ``"batch"``: batches done since, for batch-level
     saves); ``.safetensors`` holds weights only. With ``save_best_only`` a file is written only when
     ``monitor`` strictly improves on ``best``, which starts at ``initial_value_threshold`` (if None,
-    ``best`` resets at every fit).
+    ``best`` resets at every fit). Before the first step, the placeholders (and, with ``save_best_only``,
+    ``monitor``) are checked against the keys fit will log.
 
     Example::
 
@@ -109,10 +111,63 @@ class ModelCheckpoint(MonitorCallback):
         if not self._take_resume() and self.initial_value_threshold is None:
             self.best = None  # MC7 fix: a reused instance does not compare against the last fit's best
         self._saves, self._last_path, self._best_epoch = 0, None, None
+        batch_level = self.save_freq != "epoch"
+        keys = self._logged_keys(batch_level)
         if self.save_best_only:  # MC8 fix: direction resolved now, not at the first epoch end
-            self.check_monitor(batch_level=self.save_freq != "epoch")
+            if keys is not None and self.monitor not in keys and self.monitor != "learning_rate":
+                # any mode: a monitor fit never logs would mean no file in the whole run
+                raise ValueError(self._unknown_monitor_message(keys, batch_level))
+            self.check_monitor(batch_level=batch_level)
+        if keys is not None:
+            self._check_template(keys, batch_level)
         if "{" not in self.filepath:
             self._check_not_dir(self.filepath)
+
+    def _logged_keys(self, batch_level: bool) -> list[str] | None:
+        """The keys fit announced it will log (``model.expected_log_keys``), at batch level only the training
+        ones (MC4); None when the model announces none."""
+        keys = getattr(self.model, "expected_log_keys", None)
+        if keys is None:
+            return None
+        if batch_level:
+            keys = [k for k in keys if not k.startswith("val_") and k != "learning_rate"]
+        return sorted(keys)
+
+    def _check_template(self, keys: list[str], batch_level: bool) -> None:
+        """Every placeholder of ``filepath`` names a value the saves will have and its format spec suits it."""
+        samples: dict[str, Any] = {k: 1.0 for k in keys}  # logged values are floats
+        samples["epoch"] = 1
+        if batch_level:
+            samples["batch"] = 1
+        head = f"ModelCheckpoint(filepath={self.filepath!r})"
+        for _, field, spec, conversion in string.Formatter().parse(self.filepath):
+            if field is None:
+                continue
+            name = re.match(r"[^.\[]*", field).group()
+            piece = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            if name not in samples:
+                if name == "learning_rate" and not batch_level:
+                    continue  # LR callbacks log it without fit announcing it
+                raise ValueError(f"{head}: the placeholder {piece} names {name!r}, which fit does not log "
+                                 f"{'at batch level' if batch_level else 'at each epoch end'}. Available "
+                                 f"placeholders: {sorted(samples)}.{self._template_hint(name, keys, batch_level)}")
+            try:
+                piece.format(**samples)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                kind, example = ("an integer", f"{{{name}:02d}}") if name in ("epoch", "batch") else (
+                    "a float", f"{{{name}:.4f}}")
+                raise ValueError(f"{head}: the placeholder {piece} cannot format {name!r}, which is {kind} "
+                                 f"({exc}); write e.g. {example}") from None
+
+    @staticmethod
+    def _template_hint(name: str, keys: list[str], batch_level: bool) -> str:
+        if name == "batch":
+            return " {batch} exists only with an integer save_freq."
+        if name.startswith("val_") and batch_level:
+            return " Batch-level logs (an integer save_freq) never hold val_* values; use save_freq='epoch'."
+        if name.startswith("val_") and name[4:] in keys:
+            return f" {name!r} exists only when fit validates: pass validation_data=... or validation_split=..."
+        return did_you_mean(name, keys)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._current_epoch = epoch

@@ -10,6 +10,7 @@ import torch
 
 from .. import distributed
 from .structures import Batch, gather, leaves, map_structure, nbytes, to_device, to_tensor
+from .weights import check_weights
 
 
 # --- array input ------------------------------------------------------------------------------
@@ -25,7 +26,7 @@ class ArrayData:
         names: tuple[str, str, str] = ("x", "y", "sample_weight"),
     ) -> None:
         self.x = map_structure(lambda a: to_tensor(a, names[0]), x)
-        self.y = map_structure(lambda a: to_tensor(a, names[1]), y)
+        self.y = map_structure(lambda a: to_tensor(a, names[1], labels=True), y)
         self.sample_weight = None if sample_weight is None else to_tensor(sample_weight, names[2]).float()
         sizes = {}
         for label, part in zip(names, (self.x, self.y, self.sample_weight)):
@@ -40,6 +41,7 @@ class ArrayData:
             )
         self.n = all_sizes.pop()
         self.names = names
+        check_weights(names[2], self.sample_weight)  # once, up front: never per batch
 
     def parts(self) -> list[tuple[str, Any]]:
         """(argument name, structure) of x, y and sample_weight, for the checks and their messages."""

@@ -8,14 +8,17 @@ the argument and says the fix.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..losses import classes as losses_mod
 from .structures import leaves
+from .weights import check_weights, class_ids, is_classification_target
 
 
 def all_finite(t: torch.Tensor) -> bool:
@@ -75,6 +78,8 @@ def first_batch_inspector(name: str, check_finite_values: bool, call: str, recor
                 parts += [(f"the targets of the first batch of {name}", y),
                           (f"the sample weights of the first batch of {name}", sw)]
             check_finite(parts, call)
+        if with_targets and isinstance(sw, torch.Tensor):
+            check_weights(f"the sample weights of the first batch of {name}", sw)
         if record is not None:
             record.x_shapes = sample_shapes(x)
 
@@ -155,3 +160,47 @@ def require_targets(name: str, y_true: Any, y_pred: Any) -> None:
     """A single output needs targets (a callable loss may take none with several outputs)."""
     if y_true is None and isinstance(y_pred, torch.Tensor):
         raise ValueError(f"{name} holds no targets; yield (x, y) or (x, y, sample_weight) batches")
+
+
+_CLASS_LOSSES = (losses_mod.BinaryCrossentropy, losses_mod.CategoricalCrossentropy,
+                 losses_mod.SparseCategoricalCrossentropy, losses_mod.AutoCrossentropy, losses_mod.Hinge,
+                 losses_mod.SquaredHinge, losses_mod.CategoricalHinge)
+_TORCH_CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.BCELoss, nn.BCEWithLogitsLoss, nn.MultiMarginLoss)
+
+
+def is_classification_loss(loss: Any) -> bool:
+    """A loss whose targets are classes: the crossentropies and hinges, or a torch classification loss."""
+    if isinstance(loss, _CLASS_LOSSES):
+        return True
+    inner = getattr(loss, "loss", None) if isinstance(loss, losses_mod.TorchLoss) else None
+    return isinstance(inner, _TORCH_CLASS_LOSSES) or getattr(inner, "__name__", "") in (
+        "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+
+
+def warn_single_class_tail(loss: Any, train_y: Any, tail_y: Any, split: float, n_tail: int) -> None:
+    """F7's classic trap: data sorted by label gives a validation_split tail of one class. Warn once, before
+    training, when the tail's targets hold a single class, the training part more than one, and a tail of
+    that size drawn at random would be all one class with a chance under 1 % (the classes' frequencies in
+    all of y), so a small tail that is one class by chance does not warn."""
+    if not (is_classification_loss(loss) and is_classification_target(tail_y)):
+        return
+    tail_classes = torch.unique(class_ids(tail_y)[0])
+    if tail_classes.numel() != 1 or not is_classification_target(train_y):
+        return
+    train_ids = class_ids(train_y)[0]
+    train_classes = torch.unique(train_ids)
+    if train_classes.numel() < 2:
+        return
+    _, counts = torch.unique(torch.cat([train_ids.reshape(-1), class_ids(tail_y)[0].reshape(-1)]), return_counts=True)
+    frequencies = counts.double() / counts.sum()
+    if float((frequencies ** tail_y.shape[0]).sum()) >= 0.01:
+        return
+    warnings.warn(
+        f"validation_split={split:g} takes the last {n_tail} samples in their order, and here they are all class "
+        f"{int(tail_classes[0])} (the training part holds {train_classes.numel()} classes): the data looks "
+        "sorted by label, so validation measures that class alone. Shuffle the data before fit, e.g. "
+        "x, y = sklearn.utils.shuffle(x, y, random_state=0), or p = np.random.permutation(len(x)); "
+        "x, y = x[p], y[p]",
+        UserWarning,
+        stacklevel=5,
+    )

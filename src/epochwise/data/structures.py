@@ -54,14 +54,36 @@ def is_array_input(obj: Any) -> bool:
     return is_array_leaf(obj) and not isinstance(obj, torch.utils.data.Dataset)
 
 
-def to_tensor(obj: Any, name: str) -> torch.Tensor:
-    """One array leaf as a tensor; float64 becomes float32 (F18), integers stay integers."""
+def holds_strings(arr: np.ndarray) -> bool:
+    """A str / bytes array, or an object array whose first items are strings (pandas text columns)."""
+    if arr.dtype.kind in "US":
+        return True
+    return arr.dtype == object and any(isinstance(v, (str, bytes)) for v in arr.flat[:100])
+
+
+def strings_error(name: str, arr: np.ndarray, labels: bool) -> ValueError:
+    first = next((v for v in arr.flat if isinstance(v, (str, bytes, np.str_, np.bytes_))), None)
+    head = f"{name} holds strings (e.g. {str(first)!r}), but training needs numbers"
+    if labels:
+        return ValueError(
+            f"{head}: encode the labels as integer class indices first, e.g. classes, ids = np.unique(labels, "
+            "return_inverse=True) and pass ids, or sklearn.preprocessing.LabelEncoder (fit it once and use the "
+            "same encoding for the validation and test labels)"
+        )
+    return ValueError(f"{head}: encode them first, e.g. with sklearn.preprocessing.OrdinalEncoder or a tokenizer")
+
+
+def to_tensor(obj: Any, name: str, labels: bool = False) -> torch.Tensor:
+    """One array leaf as a tensor; float64 becomes float32 (F18), integers stay integers. Strings are a
+    ValueError that says to encode them (``labels``: the targets, encoded as class indices)."""
     if isinstance(obj, torch.Tensor):
         t = obj.detach()
     else:
         if hasattr(obj, "to_numpy"):  # pandas
             obj = obj.to_numpy()
         arr = np.asarray(obj)
+        if holds_strings(arr):
+            raise strings_error(name, arr, labels)
         if arr.dtype == object:
             raise TypeError(
                 f"{name} holds Python objects (dtype=object); convert it to a numeric array first, "

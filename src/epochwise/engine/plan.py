@@ -6,13 +6,14 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 import torch
 
 from .. import data as _data
 from .. import distributed
-from ..text import check_int
+from ..text import check_int, is_int
 
 
 class _DefaultTrue:
@@ -28,27 +29,35 @@ class _DefaultTrue:
 SHUFFLE_DEFAULT: Any = _DefaultTrue()
 
 
-def positive_int(value: Any, name: str, *, allow_none: bool = True, minimum: int = 1) -> None:
-    check_int(value, name, minimum=minimum, allow_none=allow_none)
+def positive_int(value: Any, name: str, *, allow_none: bool = True, minimum: int = 1) -> int | None:
+    """``value`` as a Python int (NumPy integers too, as Keras takes them), or None when allowed."""
+    return check_int(value, name, minimum=minimum, allow_none=allow_none)
 
 
-def check_validation_freq(freq: Any) -> None:
-    if isinstance(freq, bool) or not (
-        (isinstance(freq, int) and freq > 0)
-        or (
-            isinstance(freq, list)
-            and freq
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in freq)
+def check_validation_freq(freq: Any) -> int | list[int]:
+    """F16: a positive int or a non-empty list of positive ints (NumPy integers too), as Python ints."""
+    if is_int(freq):
+        return int(freq)
+    if isinstance(freq, list) and freq and all(is_int(v) for v in freq):
+        return [int(v) for v in freq]
+    raise ValueError(  # F16, raised up front rather than at the first epoch end
+        f"validation_freq must be a positive int (validate every k epochs) or a list of 1-based epoch "
+        f"numbers, got {freq!r}"
+    )
+
+
+def check_validation_split(split: Any) -> float:
+    """F7: 0, or a fraction strictly between 0 and 1 (a NumPy float too), as a Python float."""
+    if isinstance(split, bool) or not isinstance(split, Real) or not (split == 0 or 0 < split < 1):
+        raise ValueError(
+            f"validation_split must be 0 or a fraction strictly between 0 and 1, got {split!r}"
         )
-    ):
-        raise ValueError(  # F16, raised up front rather than at the first epoch end
-            f"validation_freq must be a positive int (validate every k epochs) or a list of 1-based epoch "
-            f"numbers, got {freq!r}"
-        )
+    return float(split)
 
 
 def plain_shuffle(shuffle: Any) -> bool | str:
-    return True if isinstance(shuffle, _DefaultTrue) else shuffle
+    """The default and NumPy bools as Python bools; ``"batch"`` as it is."""
+    return shuffle if isinstance(shuffle, str) else bool(shuffle)
 
 
 def check_fit_args(*, x: Any, batch_size: Any, epochs: Any, initial_epoch: Any, steps_per_epoch: Any,
@@ -64,14 +73,7 @@ def check_fit_args(*, x: Any, batch_size: Any, epochs: Any, initial_epoch: Any, 
     check_validation_freq(validation_freq)
     if shuffle not in (True, False, "batch") and not isinstance(shuffle, _DefaultTrue):
         raise ValueError(f"shuffle must be True, False or 'batch', got {shuffle!r}")
-    if (
-        isinstance(validation_split, bool)
-        or not isinstance(validation_split, (int, float))
-        or not (validation_split == 0 or 0 < validation_split < 1)
-    ):
-        raise ValueError(
-            f"validation_split must be a fraction strictly between 0 and 1, got {validation_split!r}"
-        )
+    check_validation_split(validation_split)
     if class_weight is not None and sample_weight is not None:
         raise ValueError(
             "pass class_weight or sample_weight, not both: fold the class weights into sample_weight"
@@ -96,6 +98,9 @@ class TrainingData:
     generator: torch.Generator | None = None
     data_seed: int = 0
     check_first: Callable[[Any, Any], None] | None = None
+    epochs: int = 1  # the checked loop arguments as Python ints (NumPy integers are accepted)
+    initial_epoch: int = 0
+    validation_freq: int | list[int] = 1
 
 
 @dataclass
@@ -112,6 +117,10 @@ def data_generator(model: Any, seed: int | None) -> tuple[torch.Generator, int]:
     under torchrun every rank takes rank 0's, so the shards of each epoch's order never overlap.
     """
     chosen = seed if seed is not None else model.seed
+    if chosen is not None:  # a NumPy integer too; torch's generator takes only Python ints
+        if isinstance(chosen, bool) or not isinstance(chosen, Integral):
+            raise ValueError(f"seed must be an integer or None, got {chosen!r}")
+        chosen = int(chosen)
     if chosen is None:
         chosen = int(torch.randint(0, 2**62, (1,)).item())
     chosen = distributed.broadcast_int(chosen)
@@ -130,18 +139,23 @@ def prepare_fit(model: Any, *, x: Any, y: Any, batch_size: Any, epochs: Any, val
         validation_steps=validation_steps, validation_batch_size=validation_batch_size,
         validation_freq=validation_freq, shuffle=shuffle, validation_split=validation_split,
         class_weight=class_weight, sample_weight=sample_weight)
-    return prepare_training(
-        model, x=x, y=y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
-        shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
-        validation_batch_size=validation_batch_size, validation_steps=validation_steps,
-        steps_per_epoch=steps_per_epoch, seed=seed, check_finite=check_finite)
+    data = prepare_training(
+        model, x=x, y=y, sample_weight=sample_weight, class_weight=class_weight,
+        batch_size=positive_int(batch_size, "batch_size"), shuffle=shuffle,
+        validation_split=check_validation_split(validation_split), validation_data=validation_data,
+        validation_batch_size=positive_int(validation_batch_size, "validation_batch_size"),
+        validation_steps=positive_int(validation_steps, "validation_steps"),
+        steps_per_epoch=positive_int(steps_per_epoch, "steps_per_epoch"), seed=seed, check_finite=check_finite)
+    data.epochs = positive_int(epochs, "epochs", allow_none=False, minimum=0)
+    data.initial_epoch = positive_int(initial_epoch, "initial_epoch", allow_none=False, minimum=0)
+    data.validation_freq = check_validation_freq(validation_freq)
+    return data
 
 
 def prepare_evaluate(model: Any, *, x: Any, y: Any, batch_size: Any, sample_weight: Any, steps: Any,
                      check_finite: bool = True) -> EvalData:
     """evaluate's batches, checked like fit's: finite values, and the targets on the first output."""
-    positive_int(batch_size, "batch_size")
-    positive_int(steps, "steps")
+    batch_size, steps = positive_int(batch_size, "batch_size"), positive_int(steps, "steps")
     if x is None:
         raise ValueError("evaluate() needs data: x and y, a Dataset, a DataLoader or an iterable of batches")
     data = (x, y) if sample_weight is None else (x, y, sample_weight)
@@ -158,8 +172,7 @@ def prepare_evaluate(model: Any, *, x: Any, y: Any, batch_size: Any, sample_weig
 
 def prepare_predict(model: Any, *, x: Any, batch_size: Any, steps: Any, check_finite: bool = True) -> EvalData:
     """predict's batches: the inputs checked like fit's (finite values, equal lengths)."""
-    positive_int(batch_size, "batch_size")
-    positive_int(steps, "steps")
+    batch_size, steps = positive_int(batch_size, "batch_size"), positive_int(steps, "steps")
     if x is None:
         raise ValueError("predict() needs inputs: x, a Dataset, a DataLoader or an iterable of batches")
     common = {"batch_size": batch_size or 32, "steps": steps, "shard": "eval", "what": "predict input",
@@ -188,12 +201,15 @@ def prepare_training(model: Any, *, x: Any, y: Any, sample_weight: Any, class_we
             arrays, tail = arrays.split_tail(float(validation_split))
         if check_finite:  # before class_weight reads the labels
             _data.check_finite(arrays.parts() + (tail.parts() if tail is not None else []), "fit")
+        if tail is not None and isinstance(arrays.y, torch.Tensor):
+            _data.warn_single_class_tail(model._loss, arrays.y, tail.y, validation_split, tail.n)
         if class_weight is not None:
             if isinstance(arrays.y, (tuple, list, dict)):
                 raise ValueError(
                     "class_weight works with a single target array; use sample_weight for several outputs"
                 )
-            arrays.sample_weight = _data.class_weights_to_sample_weights(arrays.y, class_weight)
+            every_y = [arrays.y] if tail is None else [arrays.y, tail.y]  # the classes of all of y
+            arrays.sample_weight = _data.class_weights_to_sample_weights(arrays.y, class_weight, every_y)
         bs = batch_size or (math.ceil(arrays.n / steps_per_epoch) if steps_per_epoch else 32)  # F3
         train = _data.from_arrays(device, arrays, batch_size=bs, steps=steps_per_epoch, shard="train",
                                   what="training data", call="fit", check_finite=False, steps_name="steps_per_epoch",

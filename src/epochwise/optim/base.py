@@ -297,12 +297,14 @@ class Optimizer:
             if params:
                 torch._foreach_mul_(params, 1.0 - float(group["lr"]) * self.weight_decay)
 
-    def step(self, scaler: Any = None) -> None:
+    def step(self, scaler: Any = None) -> bool:
         """One update: schedule -> clipping -> decoupled weight decay -> torch step; ``iterations += 1``.
 
         Nothing here waits for the GPU: the schedule is Python math and clipping stays on the device.
         With a ``torch.amp.GradScaler`` (fp16 mixed precision) the gradients are unscaled before
-        clipping and the scaler takes the step (skipping it when a gradient is inf or NaN).
+        clipping and the scaler takes the step, skipping it when a gradient is inf or NaN: a skipped
+        step changes no weight (no weight decay either) and is not counted, so ``iterations`` and the
+        schedule stay where they were (SC0). Returns whether the update was applied.
         """
         opt = self._require_built("step")
         if self._schedule is not None:
@@ -315,14 +317,45 @@ class Optimizer:
             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
             if params:
                 self._clip(params)
-        if self.weight_decay and not self._decays_in_torch:
-            self._decay_weights()
+        decay = bool(self.weight_decay) and not self._decays_in_torch
         if scaler is not None:
+            applied = self._scaled_step(opt, scaler, decay)
+        else:
+            if decay:
+                self._decay_weights()
+            opt.step()
+            applied = True
+        if applied:
+            self.iterations += 1
+        return applied
+
+    def _scaled_step(self, opt: torch.optim.Optimizer, scaler: Any, decay: bool) -> bool:
+        """``scaler.step`` and ``update``; True when the torch step ran (the scaler returns None either way).
+
+        A pre-hook on the torch optimizer sees the step run, and applies the weight decay only then. A
+        fused optimizer skips inside its own kernel (its step always runs): there a lowered scale tells.
+        """
+        if getattr(opt, "_step_supports_amp_scaling", False):
+            if decay:
+                self._decay_weights()
+            scale = scaler.get_scale()
             scaler.step(opt)
             scaler.update()
-        else:
-            opt.step()
-        self.iterations += 1
+            return scaler.get_scale() >= scale  # a skipped step backs the scale off
+        ran: list[bool] = []
+
+        def before_step(*_: Any) -> None:
+            ran.append(True)
+            if decay:
+                self._decay_weights()
+
+        handle = opt.register_step_pre_hook(before_step)
+        try:
+            scaler.step(opt)
+        finally:
+            handle.remove()
+        scaler.update()
+        return bool(ran)
 
     # --- state --------------------------------------------------------------------------------
     def _sharded(self) -> bool:
