@@ -1,8 +1,9 @@
-"""What every runner shares: the data, the module, the epoch clock and the memory readings.
+"""What every runner shares: the data, the data order, the module, the epoch clock and the memory readings.
 
 Each runner runs in its own process (see ``bench.py``), so everything here is built fresh in that
-process from fixed seeds: every runner sees the same samples, the same initial weights and the same
-thread count.
+process from fixed seeds: every runner sees the same samples, the same initial weights, the same
+thread count, denormals flushed (``harness_settings``) and, where its library takes one, the same
+data order (``data_order``, the permutation ``epochwise.Model.fit(seed=...)`` draws).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Spec:
     eval_repeats: int
     result_path: str
     seed: int = 0
+    pairs: int = 0  # the in-process runner: (epochwise, floor) evaluate and predict pairs
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Result:
     evaluate_sps: float | None = None  # samples per second
     predict_sps: float | None = None
     notes: list[str] = field(default_factory=list)
+    flush_denormal: bool | None = None  # whether torch.set_flush_denormal(True) took effect here
 
     @property
     def counted(self) -> list[float]:
@@ -68,10 +71,75 @@ class Result:
         return asdict(self)
 
 
-def set_threads(threads: int) -> None:
+@dataclass
+class Pair:
+    """The in-process runner: epochwise and the floor alternating, epoch by epoch and call by call.
+
+    ``fit_seconds[i]`` / ``floor_seconds[i]``: epochwise's epoch ``i`` and the floor epoch run right
+    after it; ``evaluate``/``predict``: alternating calls, the floor first and last.
+    """
+
+    batch_size: int
+    warmup: int
+    fit_seconds: list[float]
+    floor_seconds: list[float]
+    val_accuracy: list[float]  # epochwise's, per epoch
+    floor_val_accuracy: list[float]
+    max_weight_diff: float  # max |w_epochwise - w_floor| after the last epoch: 0 when the batches are the same
+    evaluate_seconds: list[float] = field(default_factory=list)
+    floor_evaluate_seconds: list[float] = field(default_factory=list)
+    predict_seconds: list[float] = field(default_factory=list)
+    floor_predict_seconds: list[float] = field(default_factory=list)
+    evaluate_loss_diff: float | None = None  # |loss(epochwise.evaluate) - loss(floor)|
+    n_train: int = 0
+    flush_denormal: bool | None = None
+
+    runner = "epochwise+floor"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def harness_settings(threads: int) -> bool:
+    """What every runner process sets first: denormals flushed, ``threads`` torch threads.
+
+    Adam's running averages of gradients that stay zero (always-dark pixels, dead ReLU units) decay
+    into the denormal range, where some CPUs compute many times slower; how many there are depends
+    on the data order, so without this two runners can differ for that alone. Set before torch
+    starts its thread pool (new threads inherit the setting). Returns whether the CPU supports it.
+    """
     import torch
 
+    flushed = bool(torch.set_flush_denormal(True))
     torch.set_num_threads(threads)
+    return flushed
+
+
+def data_order(n: int, generator: Any) -> Any:
+    """One epoch's order: exactly what epochwise's array batches draw each epoch from fit's ``seed``
+    (``torch.randperm(n, generator=torch.Generator().manual_seed(seed))``, one call per epoch)."""
+    import torch
+
+    return torch.randperm(n, generator=generator)
+
+
+def epoch_orders(n: int, seed: int) -> Any:
+    """A ``torch.utils.data.Sampler`` yielding, at each epoch (each ``iter``), the next ``data_order``
+    from one generator seeded with ``seed``: a DataLoader with it sees epochwise's batches."""
+    import torch
+    from torch.utils.data import Sampler
+
+    class EpochOrders(Sampler[int]):
+        def __init__(self) -> None:
+            self.generator = torch.Generator().manual_seed(seed)
+
+        def __len__(self) -> int:
+            return n
+
+        def __iter__(self) -> Any:
+            return iter(data_order(n, self.generator).tolist())
+
+    return EpochOrders()
 
 
 def make_data(n_train: int, n_val: int, seed: int = 0) -> tuple[np.ndarray, ...]:

@@ -4,6 +4,11 @@ Each gets the same data (NumPy arrays, or a ``DataLoader(TensorDataset)`` where 
 only loaders), the same initial weights (copied from the torch module for Keras), Adam with the same
 learning rate and epsilon, and validation every epoch at the training batch size. Nothing is tuned:
 what a user who follows each framework's tutorial gets.
+
+Data order, where the library allows it, is the floor's (``epoch_orders``): Lightning's DataLoader
+and poutyne's (``fit_generator`` with the DataLoader its ``fit(x, y)`` would build, given that sampler)
+see the floor's batches. Keras shuffles arrays itself and takes no order; it is seeded
+(``keras.utils.set_random_seed``) so its order is fixed from run to run, but it is not the floor's.
 """
 
 from __future__ import annotations
@@ -13,7 +18,18 @@ import tempfile
 from typing import Any
 
 import numpy as np
-from _common import EPSILON, LEARNING_RATE, SIDE, EpochClock, Result, Spec, make_module, peak_rss_mib, rss_mib
+from _common import (
+    EPSILON,
+    LEARNING_RATE,
+    SIDE,
+    EpochClock,
+    Result,
+    Spec,
+    epoch_orders,
+    make_module,
+    peak_rss_mib,
+    rss_mib,
+)
 
 
 # --- Keras 3, torch backend ----------------------------------------------------------------------
@@ -32,6 +48,7 @@ def run_keras(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
             clock.tick()
 
     x, y, xv, yv = data
+    keras.utils.set_random_seed(spec.seed)  # Keras's own shuffle of arrays: fixed, though not the floor's order
     model = keras.Sequential(
         [
             keras.Input((SIDE, SIDE)),
@@ -110,8 +127,7 @@ def run_lightning(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
 
     x, y, xv, yv = (torch.from_numpy(a) for a in data)
     bs = spec.batch_size
-    gen = torch.Generator().manual_seed(spec.seed)
-    train = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=True, generator=gen)
+    train = DataLoader(TensorDataset(x, y), batch_size=bs, sampler=epoch_orders(len(x), spec.seed))  # the floor's order
     val = DataLoader(TensorDataset(xv, yv), batch_size=bs)
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(
@@ -133,6 +149,7 @@ def run_lightning(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
 def run_poutyne(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
     import poutyne
     import torch
+    from torch.utils.data import DataLoader, TensorDataset
 
     clock = EpochClock(spec.device)
 
@@ -143,7 +160,11 @@ def run_poutyne(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
         def on_epoch_end(self, epoch_number: int, logs: dict) -> None:
             clock.tick()
 
-    x, y, xv, yv = data
+    x, y, xv, yv = (torch.from_numpy(a) for a in data)
+    bs = spec.batch_size
+    # what poutyne's fit(x, y) builds (a DataLoader over the arrays as tensors), with the floor's order
+    train = DataLoader(TensorDataset(x, y), batch_size=bs, sampler=epoch_orders(len(x), spec.seed))
+    val = DataLoader(TensorDataset(xv, yv), batch_size=bs)
     net = make_module(spec.seed)
     model = poutyne.Model(
         net,
@@ -153,15 +174,7 @@ def run_poutyne(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
         device=torch.device(spec.device),
     )
     before = rss_mib()
-    history = model.fit(
-        x,
-        y,
-        validation_data=(xv, yv),
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        callbacks=[Clock()],
-        verbose=True,
-    )
+    history = model.fit_generator(train, val, epochs=spec.epochs, callbacks=[Clock()], verbose=True)
     val_acc = float(history[-1]["val_acc"]) / 100.0  # poutyne reports accuracy in percent
     return Result(spec.runner, spec.batch_size, clock.epoch_seconds(), spec.warmup, val_acc, before, peak_rss_mib())
 

@@ -1,10 +1,12 @@
-"""The floor (a careful hand-written loop), the same loop over a DataLoader, and epochwise.
+"""The floor (a careful hand-written loop), the same loop over a DataLoader, epochwise, and the
+in-process runner that alternates epochwise and the floor.
 
 The floor is what a careful PyTorch user writes for in-memory data: the data set lives on the
-device as two tensors, each epoch draws one permutation and a batch is ``index_select`` of a slice
-of it; ``zero_grad(set_to_none=True)``; loss and accuracy are summed on the device and read once per
-epoch (one host sync); validation runs under ``inference_mode``. Every runner prints one line per
-epoch, so all of them pay for some progress output.
+device as two tensors, each epoch draws one permutation (``data_order``: the one epochwise draws from
+the same seed) and a batch is ``index_select`` of a slice of it; ``zero_grad(set_to_none=True)``;
+loss and accuracy are summed on the device and read once per epoch (one host sync); validation runs
+under ``inference_mode``. Every runner prints one line per epoch, so all of them pay for some
+progress output.
 """
 
 from __future__ import annotations
@@ -15,7 +17,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import EPSILON, LEARNING_RATE, EpochClock, Result, Spec, median_throughput, peak_rss_mib, rss_mib
+from _common import (
+    EPSILON,
+    LEARNING_RATE,
+    EpochClock,
+    Pair,
+    Result,
+    Spec,
+    data_order,
+    epoch_orders,
+    median_throughput,
+    peak_rss_mib,
+    rss_mib,
+)
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -95,7 +109,7 @@ def sliced(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.G
         for start in range(0, n, batch_size):
             yield x[start : start + batch_size], y[start : start + batch_size]
         return
-    perm = torch.randperm(n, generator=generator).to(x.device)
+    perm = data_order(n, generator).to(x.device)
     for start in range(0, n, batch_size):
         idx = perm[start : start + batch_size]
         yield x.index_select(0, idx), y.index_select(0, idx)
@@ -134,9 +148,9 @@ def run_dataloader(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
     cuda = device.type == "cuda"
     x, y, xv, yv = (torch.from_numpy(a) for a in data)
     module = make_module(spec.seed).to(device)
-    gen = torch.Generator().manual_seed(spec.seed)
     bs = spec.batch_size
-    train_loader = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=True, generator=gen, pin_memory=cuda)
+    order = epoch_orders(x.shape[0], spec.seed)  # the floor's (and epochwise's) order, epoch by epoch
+    train_loader = DataLoader(TensorDataset(x, y), batch_size=bs, sampler=order, pin_memory=cuda)
     val_loader = DataLoader(TensorDataset(xv, yv), batch_size=bs, shuffle=False, pin_memory=cuda)
 
     def moved(loader: DataLoader) -> Iterable:
@@ -191,4 +205,91 @@ def run_epochwise(spec: Spec, data: tuple[np.ndarray, ...]) -> Result:
     return result
 
 
-RUNNERS = {"floor": run_floor, "dataloader": run_dataloader, "epochwise": run_epochwise}
+# --- epochwise and the floor in one process, alternating -------------------------------------------
+def _compiled_model(spec: Spec) -> Any:
+    from _common import make_module
+
+    import epochwise as ew
+
+    model = ew.Model(make_module(spec.seed), device=spec.device, seed=spec.seed)
+    model.compile(
+        optimizer=ew.optimizers.Adam(learning_rate=LEARNING_RATE, epsilon=EPSILON),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def run_pair(spec: Spec, data: tuple[np.ndarray, ...]) -> Pair:
+    """epochwise's ``fit`` with the floor's epoch run inside its ``on_epoch_end`` (each on its own copy of
+    the same initial model, the same batches), then ``evaluate`` and ``predict`` calls alternating with the
+    floor's. Both sides of a pair run seconds apart on the same warm process: the machine's drift and
+    load hit both alike, and the ratio of a pair measures the loop."""
+    from _common import make_module
+
+    import epochwise as ew
+
+    device = torch.device(spec.device)
+    x_np, y_np, xv_np, yv_np = data
+    x, y, xv, yv = (torch.from_numpy(a).to(device) for a in data)
+    bs = spec.batch_size
+    floor_module = make_module(spec.seed).to(device)
+    floor_opt = _adam(floor_module)
+    gen = torch.Generator().manual_seed(spec.seed)  # fit(seed=spec.seed) draws its orders the same way
+    floor_secs: list[float] = []
+    floor_acc: list[float] = []
+    ew_secs: list[float] = []
+    ew_clock = EpochClock(spec.device)  # marks[-1]: when epochwise's current epoch began
+
+    def floor_epoch() -> None:
+        clock = EpochClock(spec.device)
+        clock.start()
+        loss, acc = _train_epoch(floor_module, floor_opt, sliced(x, y, bs, gen), device)
+        _, val_acc = _evaluate(floor_module, sliced(xv, yv, bs, None), device)
+        clock.tick()
+        floor_secs.append(clock.epoch_seconds()[-1])
+        floor_acc.append(val_acc)
+        print(f"floor epoch {len(floor_secs)} - {floor_secs[-1]:.2f}s - val_accuracy: {val_acc:.4f}", flush=True)
+
+    class Alternate(ew.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            ew_clock.start()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            ew_clock.tick()  # epochwise's epoch ends here; the floor's runs now, off epochwise's clock
+            ew_secs.append(ew_clock.epoch_seconds()[-1])
+            floor_epoch()
+            ew_clock.start()  # what follows this hook (History, the progress line) counts in the next epoch
+
+    model = _compiled_model(spec)
+    history = model.fit(x_np, y_np, batch_size=bs, epochs=spec.epochs, validation_data=(xv_np, yv_np), verbose=1,
+                        callbacks=[Alternate()], seed=spec.seed)
+    diff = max(float((a - b).abs().max()) for a, b in zip(model.module.parameters(), floor_module.parameters()))
+    pair = Pair(bs, spec.warmup, ew_secs, floor_secs, list(history.history["val_accuracy"]),
+                floor_acc, diff, n_train=int(x.shape[0]))
+    ew_loss = model.evaluate(x_np, y_np, batch_size=bs, verbose=0)[0]
+    pair.evaluate_loss_diff = abs(ew_loss - _evaluate(floor_module, sliced(x, y, bs, None), device)[0])
+
+    def timed(fn: Callable[[], Any]) -> float:
+        clock = EpochClock(spec.device)
+        clock.start()
+        fn()
+        clock.tick()
+        return clock.epoch_seconds()[0]
+
+    calls = {
+        "evaluate": (lambda: model.evaluate(x_np, y_np, batch_size=bs),
+                     lambda: _evaluate(floor_module, sliced(x, y, bs, None), device)),
+        "predict": (lambda: model.predict(x_np, batch_size=bs), lambda: _predict(floor_module, sliced(x, y, bs, None))),
+    }
+    for name, (ours, floor) in calls.items():
+        ours(), floor()  # warm-up, not counted
+        floor_times = [timed(floor)]
+        for _ in range(spec.pairs):  # floor, ours, floor, ours, ..., floor: each call of ours between two floors
+            getattr(pair, f"{name}_seconds").append(timed(ours))
+            floor_times.append(timed(floor))
+        setattr(pair, f"floor_{name}_seconds", floor_times)
+    return pair
+
+
+RUNNERS = {"floor": run_floor, "dataloader": run_dataloader, "epochwise": run_epochwise, "pair": run_pair}

@@ -17,20 +17,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv: list[str]) -> None:
-    from _common import Spec, make_data, set_threads
+    from _common import Spec, harness_settings, make_data
 
     spec = Spec(**json.loads(argv[0]))
     if spec.runner == "keras":
         os.environ["KERAS_BACKEND"] = "torch"  # before anything imports keras
         if not spec.device.startswith("cuda"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ""  # Keras's torch backend picks a GPU when it sees one
-    set_threads(spec.threads)
+    flushed = harness_settings(spec.threads)  # first, before torch starts threads: the same for every runner
     data = make_data(spec.n_train, spec.n_val, spec.seed)
-    if spec.runner in ("floor", "dataloader", "epochwise"):
+    if spec.runner in ("floor", "dataloader", "epochwise", "pair"):
         from runners_torch import RUNNERS
     else:
         from runners_peers import RUNNERS
     result = RUNNERS[spec.runner](spec, data)
+    result.flush_denormal = flushed
     Path(spec.result_path).write_text(json.dumps(result.to_json()))
 
 

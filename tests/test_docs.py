@@ -1,8 +1,9 @@
 """The documentation site builds with ``mkdocs build --strict``, its code runs, and its name tables are current.
 
 ``docs/names.md`` holds tables generated from the registries of ``epochwise.losses``, ``metrics``,
-``optimizers`` and ``schedules``; after changing a registry, regenerate them with
-``python tests/test_docs.py``.
+``optimizers`` and ``schedules`` (docs/ko/names.md holds the same tables under Korean headings); after
+changing a registry, regenerate both with ``python tests/test_docs.py``. The Korean pages of docs/ko/
+keep their English page's code, outputs, headings and anchors, and each pair links to the other.
 """
 
 from __future__ import annotations
@@ -83,19 +84,45 @@ def names_tables() -> str:
     return "\n".join(out) + "\n"
 
 
+# The headings and column names of docs/ko/names.md; the rows, docstring summaries included, are the English ones.
+# Each heading keeps the English page's anchor.
+_KOREAN_TABLE_LINES = {
+    "### Losses: `compile(loss=...)`": "### 손실 함수: `compile(loss=...)` {#losses-compileloss}",
+    "### Metrics: `compile(metrics=[...])`": "### 측정 지표: `compile(metrics=[...])` {#metrics-compilemetrics}",
+    "### Optimizers: `compile(optimizer=...)`": "### 옵티마이저: `compile(optimizer=...)` {#optimizers-compileoptimizer}",
+    "### Learning-rate schedules: `epochwise.schedules`": "### 학습률 스케줄: `epochwise.schedules` {#learning-rate-schedules-epochwiseschedules}",
+    "| Name | Class | Per sample |": "| 이름 | 클래스 | 샘플별 값 |",
+    "| Name | Class | Value |": "| 이름 | 클래스 | 값 |",
+    "| Name | Class | Runs on | Keras's defaults |": "| 이름 | 클래스 | 실제로 실행하는 torch 클래스 | Keras의 기본값 |",
+    "| Class | Arguments | Rate at step t |": "| 클래스 | 인자 | 스텝 t의 학습률 |",
+}
+
+
+def korean_names_tables() -> str:
+    lines = names_tables().splitlines()
+    headers = [line for line in lines if line.startswith(("### ", "| Name |", "| Class |"))]
+    missing = [line for line in headers if line not in _KOREAN_TABLE_LINES]
+    assert not missing, f"add the Korean of {missing} to _KOREAN_TABLE_LINES in tests/test_docs.py"
+    return "\n".join(_KOREAN_TABLE_LINES.get(line, line) for line in lines) + "\n"
+
+
+_NAMES_PAGES = {DOCS / "names.md": names_tables, DOCS / "ko" / "names.md": korean_names_tables}
+
+
 def _write_names_page() -> None:
-    page = DOCS / "names.md"
-    head, rest = page.read_text(encoding="utf-8").split(BEGIN)
-    tail = rest.split(END)[1]
-    page.write_text(f"{head}{BEGIN}\n{names_tables()}{END}{tail}", encoding="utf-8")
+    for page, tables in _NAMES_PAGES.items():
+        head, rest = page.read_text(encoding="utf-8").split(BEGIN)
+        tail = rest.split(END)[1]
+        page.write_text(f"{head}{BEGIN}\n{tables()}{END}{tail}", encoding="utf-8")
 
 
-def test_names_page_matches_the_registries():
-    text = (DOCS / "names.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("page", ["names.md", "ko/names.md"])
+def test_names_page_matches_the_registries(page):
+    text = (DOCS / page).read_text(encoding="utf-8")
     assert BEGIN in text and END in text
     current = text.split(BEGIN)[1].split(END)[0]
-    assert current.strip() == names_tables().strip(), (
-        "docs/names.md no longer matches the registries: run `python tests/test_docs.py` to regenerate it"
+    assert current.strip() == _NAMES_PAGES[DOCS / page]().strip(), (
+        f"docs/{page} no longer matches the registries: run `python tests/test_docs.py` to regenerate it"
     )
 
 
@@ -115,12 +142,13 @@ def test_every_name_in_the_tables_resolves():
         assert type(optimizers.get(name)).__name__.lower() == name
 
 
-def test_schedules_table_matches_the_code():
+@pytest.mark.parametrize("page", ["schedules.md", "ko/schedules.md"])
+def test_schedules_table_matches_the_code(page):
     """Each row of the table in docs/schedules.md is the schedule's value at steps 0, 5, 10, 15, 20 (SC1-SC7)."""
     from epochwise import schedules
 
     rows = re.findall(
-        r"^\| `(\w+\(.*?\))` \|[^|]*\|((?: [\d.]+ \|){5})$", (DOCS / "schedules.md").read_text(), re.M
+        r"^\| `(\w+\(.*?\))` \|[^|]*\|((?: [\d.]+ \|){5})$", (DOCS / page).read_text(encoding="utf-8"), re.M
     )
     assert len(rows) >= 10
     for expression, values in rows:
@@ -169,7 +197,11 @@ def test_site_builds_strict(tmp_path):
         "SparseCategoricalCrossentropy",
     ):
         assert name in api, f"{name} missing from the generated API reference"
-    assert (tmp_path / "site" / "ko" / "quickstart" / "index.html").is_file()
+    for page in KOREAN_PAGES:  # every Korean page is built, with the language switch in its header
+        html = (
+            tmp_path / "site" / "ko" / page.removesuffix(".md").replace("index", "") / "index.html"
+        ).read_text(encoding="utf-8")
+        assert 'hreflang="en"' in html and 'hreflang="ko"' in html, page
 
 
 # --- the code on the pages runs ---------------------------------------------------------------------
@@ -267,24 +299,114 @@ def test_code_on_the_page_runs(page, page_runs):
     assert page_runs[page] is None, f"the code on docs/{page} failed:\n{page_runs[page]}"
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "concepts.md"])
+# --- docs/ko: the Korean pages ----------------------------------------------------------------------
+# English page -> its Korean translation, docs/ko/<the same name>; ko/index.md is the Korean home page.
+KOREAN_PAGES = ["index.md", "quickstart.md", "concepts.md", "callbacks.md", "schedules.md", "learning-curves.md",
+                "batch-size.md", "names.md"]  # fmt: skip
+FENCE = re.compile(r"^([ \t]*)```(\w*)[^\n]*\n(.*?)^\1```", re.S | re.M)
+
+
+def _without_comments(code: str) -> list[str]:
+    """The lines of a block without its ``#`` comments (translated) and the lines left empty by that."""
+    lines = (re.sub(r"(?:^|\s+)#.*$", "", line).rstrip() for line in code.splitlines())
+    return [line for line in lines if line]
+
+
+def _blocks(page: Path, skip: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
+    """(language, lines without comments) of every fenced block of a page, in order."""
+    found = FENCE.findall(page.read_text(encoding="utf-8"))
+    return [(lang, _without_comments(textwrap.dedent(body))) for _, lang, body in found if lang not in skip]
+
+
+def test_every_korean_page_translates_an_english_one():
+    assert sorted(str(p.relative_to(DOCS / "ko")) for p in (DOCS / "ko").rglob("*.md")) == sorted(
+        KOREAN_PAGES
+    )
+    assert all((DOCS / page).is_file() for page in KOREAN_PAGES)
+
+
+@pytest.mark.parametrize("page", KOREAN_PAGES)
 def test_korean_page_has_the_same_code_and_output(page):
-    """docs/ko/ translates the prose and the comments; code, outputs and page structure stay the same."""
+    """docs/ko/ translates the prose and the comments; code, outputs and page structure stay the same.
 
-    def strip_comments(code: str) -> str:
-        return "\n".join(re.sub(r"\s+#.*$", "", line).rstrip() for line in code.splitlines())
-
+    The English outputs are real (the pages of PAGES_WITH_CODE are run above); the Korean page copies them.
+    On the home page only the install commands differ (docs/index.md installs no torch; see the test below).
+    """
     english, korean = DOCS / page, DOCS / "ko" / page
-    assert [strip_comments(b) for b in _python_blocks(korean)] == [
-        strip_comments(b) for b in _python_blocks(english)
-    ]
-    outputs = [
-        re.findall(r"^```text\n(.*?)^```", p.read_text(encoding="utf-8"), re.S | re.M)
-        for p in (english, korean)
-    ]
-    assert outputs[0] == outputs[1]
+    skip = ("bash",) if page == "index.md" else ()
+    assert _blocks(korean, skip) == _blocks(english, skip), (
+        f"docs/ko/{page} and docs/{page} differ in a code block or an output: copy the English block and "
+        "translate only its # comments"
+    )
     headings = [len(re.findall(r"^#{1,3} ", p.read_text(encoding="utf-8"), re.M)) for p in (english, korean)]
     assert headings[0] == headings[1]
+
+
+def _anchors(page: Path) -> list[str]:
+    """The ids mkdocs gives the headings of a page, in order (level 2 and below)."""
+    markdown = pytest.importorskip("markdown")
+    pytest.importorskip("pymdownx")
+    md = markdown.Markdown(extensions=["attr_list", "md_in_html", "tables", "toc", "pymdownx.superfences"])
+    md.convert(page.read_text(encoding="utf-8"))
+
+    def walk(tokens):
+        for token in tokens:
+            yield token
+            yield from walk(token["children"])
+
+    return [token["id"] for token in walk(md.toc_tokens) if token["level"] >= 2]
+
+
+@pytest.mark.parametrize("page", KOREAN_PAGES)
+def test_korean_headings_keep_the_english_anchors(page):
+    """`ko/callbacks.md#earlystopping` is the Korean of `callbacks.md#earlystopping`: each Korean heading
+    carries its English heading's id (`## 조기 종료 {#earlystopping}`); Korean text would get no usable id."""
+    assert _anchors(DOCS / "ko" / page) == _anchors(DOCS / page)
+
+
+@pytest.mark.parametrize("page", [p for p in KOREAN_PAGES if p != "index.md"])
+def test_english_and_korean_pages_link_to_each_other(page):
+    """Right under the title, each English page links to its Korean version and the Korean page back."""
+    english = (DOCS / page).read_text(encoding="utf-8").splitlines()
+    korean = (DOCS / "ko" / page).read_text(encoding="utf-8").splitlines()
+    assert english[0].startswith("# ") and english[2] == f"[한국어](ko/{page})", f"docs/{page}: {english[:3]}"
+    assert korean[0].startswith("# ") and korean[2] == f"[English](../{page})", (
+        f"docs/ko/{page}: {korean[:3]}"
+    )
+
+
+def test_korean_home_page_links_back_and_to_every_korean_page():
+    text = (DOCS / "ko" / "index.md").read_text(encoding="utf-8")
+    assert text.splitlines()[2] == "[English](../index.md)"
+    for page in KOREAN_PAGES[1:]:
+        assert f"]({page})" in text, f"docs/ko/index.md does not link to {page}"
+
+
+def test_language_switch_points_at_both_home_pages():
+    """mkdocs-material's language selector (extra.alternate) and the nav's Korean section."""
+    yaml = pytest.importorskip("yaml")
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    alternate = {entry["lang"]: entry["link"] for entry in config["extra"]["alternate"]}
+    assert alternate == {
+        "en": "",
+        "ko": "ko/",
+    }  # relative to the site root, so the site may live in a subfolder
+    korean = [entry for entry in config["nav"] if isinstance(entry, dict) and "한국어" in entry]
+    assert len(korean) == 1 and sorted(_nav_files(korean[0]["한국어"])) == sorted(
+        f"ko/{p}" for p in KOREAN_PAGES
+    )
+
+
+def test_install_commands_pin_torch():
+    """A bare `pip install torch` pulls the multi-GB CUDA build onto a CPU machine (issue 13): every page
+    that installs torch pins the version the README names, which pip finds as a CPU build."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pin = re.search(r"pip install (torch==[\d.]+)", readme)
+    assert pin, "README.md names no pinned torch install"
+    for page in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
+        for line in page.read_text(encoding="utf-8").splitlines():
+            for spec in re.findall(r"pip install\s+['\"]?(torch\S*)", line):
+                assert spec.rstrip("'\"`") == pin.group(1), f"{page.relative_to(ROOT)}: {line.strip()}"
 
 
 if __name__ == "__main__":

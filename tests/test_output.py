@@ -34,6 +34,27 @@ def test_run_plan_initial_epoch():
     assert "epochs 6-10 (5 epochs) -> 50 iterations" in text
 
 
+def test_run_plan_says_one_in_the_singular():
+    text = _report.run_plan(n_train=8, n_val=None, batch_size=8, steps=1, epochs=1, initial_epoch=0,
+                            device="cpu", loss="loss mse", steps_given=False)
+    assert text == "Train on 8 samples | batch 8 -> 1 iteration/epoch | 1 epoch -> 1 iteration | cpu | loss mse"
+
+
+def test_an_early_stop_says_how_many_iterations_ran(capsys):
+    """The plan promises 17 x 30 = 510 iterations; EarlyStopping ends the run sooner and the last line
+    says how many really ran: epochs run (History's length) x 17."""
+    import epochwise as ew
+
+    x, y = make_classification(1_079)
+    model = classifier()
+    stop = ew.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)  # stops after epoch 2
+    history = model.fit(x, y, batch_size=64, epochs=30, callbacks=[stop], verbose=2)
+    out = capsys.readouterr().out
+    assert "17 iterations/epoch | 30 epochs -> 510 iterations" in out
+    ran = len(history.epoch) * 17
+    assert ran < 510 and f"; {ran} iterations of the 510 planned ran" in out.strip().splitlines()[-1]
+
+
 def test_fit_prints_plan_and_one_plain_line_per_epoch(capsys):  # B2, B4, and verbose=1 off a terminal
     x, y = make_classification(70)
     classifier().fit(x, y, epochs=2, validation_split=0.2, verbose=1)

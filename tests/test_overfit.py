@@ -34,7 +34,7 @@ def test_the_issue_example_six_rising_epochs_since_epoch_23():
         1.0 - 0.03 * 28
     )
     note = overfitting_note(history)
-    assert note.startswith("validation loss rose for the last 6 epochs (")
+    assert note.startswith("val_loss has not improved on ") and "for 6 epochs (now " in note
     assert "while training loss fell (" in note and note.endswith(": overfitting since epoch 23")
 
 
@@ -96,3 +96,12 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_rejects_what_is_not_a_history():
     with pytest.raises(TypeError, match="History or a dict"):
         find_overfitting([0.1, 0.2])
+
+
+def test_the_words_compare_the_end_with_the_best_not_with_the_epochs_before():
+    """val_loss fell over the last three epochs (0.5236 -> 0.4430 -> 0.4161) but never came back to its
+    best (0.4001 at epoch 2): the sentence says exactly that, and no "rose"."""
+    history = {"loss": [0.9, 0.7, 0.6, 0.5, 0.45, 0.4], "val_loss": [0.6, 0.4001, 0.45, 0.5236, 0.4430, 0.4161]}
+    note = overfitting_note(history)
+    assert note == ("val_loss has not improved on 0.4001 (epoch 2) for 4 epochs (now 0.4161) while training "
+                    "loss fell (0.7000 -> 0.4000): overfitting since epoch 2")

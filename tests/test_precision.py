@@ -66,3 +66,21 @@ def test_a_skipped_fp16_step_moves_neither_iterations_nor_the_schedule(weight_de
     assert model.optimizer.learning_rate == pytest.approx(rate(applied))  # the next update's rate
     # the one applied update used rate(0), and the skipped step decayed nothing
     assert float(model.get_weights()["weight"][0, 0]) == pytest.approx(weight, abs=1e-6)
+
+
+def test_the_lr_range_test_records_the_rate_each_applied_update_used():
+    """A skipped fp16 step applied no rate: the curve pairs each loss with the rate its update really used
+    (read from torch's optimizer when it steps), and the skipped step is said, not plotted."""
+    model = ew.Model(_net(), device="cpu")
+    model.compile(optimizer="sgd", loss="mse", precision="16-mixed")
+    used: list[float] = []
+    model.optimizer.torch_optimizer.register_step_post_hook(
+        lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    x = np.array([[1000.0]] + [[1.0]] * 15, "float32")  # one batch of 16 whose first update overflows
+    y = np.full((16, 1), 0.5, "float32")
+    result = ew.find_learning_rate(model, x, y, batch_size=16, start_lr=1e-6, end_lr=1e-4, num_steps=6,
+                                   diverge_factor=1e30, verbose=0)
+    assert len(used) == len(result.lrs) == 6  # six applied updates, after the skipped one
+    assert result.lrs == pytest.approx(used, rel=1e-12)
+    assert result.lrs == pytest.approx([1e-6 * 100 ** (i / 5) for i in range(6)])
+    assert any("skipped by the fp16 grad scaler" in n for n in result.notes)

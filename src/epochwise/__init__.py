@@ -11,6 +11,7 @@ Example::
 from . import callbacks, datasets, distributed
 from .insight.explorer import explore_batch_sizes, find_learning_rate, find_max_batch_size
 from .insight.plots import plot_history
+from .io.model_file import load_model
 from .losses import classes as losses
 from .metrics import classes as metrics
 from .model import Model
@@ -26,10 +27,20 @@ __all__ = [
     "explore_batch_sizes",
     "find_learning_rate",
     "find_max_batch_size",
+    "load_model",
     "losses",
     "metrics",
     "optimizers",
     "plot_history",
     "schedules",
+    "wrappers",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name == "wrappers":  # imported on first use: it imports scikit-learn
+        import importlib
+
+        return importlib.import_module(f"{__name__}.wrappers")
+    raise AttributeError(f"module 'epochwise' has no attribute {name!r}")

@@ -56,6 +56,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_digits_split(args.seed)
+    n_all = len(x_train) + len(x_val) + len(x_test)
+    print(f"scikit-learn's digits: {n_all:,} 8x8 images, shuffled and split {len(x_train):,} train / "
+          f"{len(x_val):,} validation / {len(x_test):,} test (the test set is held out until the end)")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     model = ew.Model(build_demo_module(), device=args.device, seed=args.seed)
@@ -79,7 +82,7 @@ def run_demo(args: argparse.Namespace) -> int:
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
     weights = out / "demo-weights.safetensors"
     model.save_weights(weights)
-    print(f"Test on {len(x_test):,} samples: loss {test_loss:.4f} - accuracy {test_acc:.4f}")
+    print(f"Test on the {len(x_test):,} held-out samples: loss {test_loss:.4f} - accuracy {test_acc:.4f}")
     print(f"Weights saved to {weights}")
     _save_learning_curves(history, out / "learning-curves.png", stop)
     return 0
@@ -194,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     demo.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     demo.add_argument(
-        "--output", default="epochwise-demo", help="folder for the weights and the learning curves"
+        "--output", default="epochwise-demo",
+        help="folder for the weights and the learning curves (default: ./epochwise-demo, git-ignored in a clone)"
     )
     plot = sub.add_parser("plot", help="draw learning curves from a CSVLogger file")
     plot.add_argument("csv", help="the CSV file CSVLogger wrote")

@@ -17,6 +17,11 @@ def snake_case(name: str) -> str:
     return _CAMEL_BOUNDARY.sub("_", name).lower()
 
 
+def plural(n: int, word: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``, ``"1,100 iterations"``."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def format_value(value: float | None) -> str:
     """A logged value as the progress bar prints it (B3): ``%.4f``, or ``%.4e`` when |v| <= 1e-3."""
     if value is None:

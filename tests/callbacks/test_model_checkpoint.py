@@ -250,6 +250,15 @@ def test_keras_and_unknown_extensions_name_the_fix(name, expected):  # MC2 for P
     assert expected in str(info.value)
 
 
+def test_the_fix_does_not_repeat_an_argument_already_given():
+    with pytest.raises(ValueError) as info:
+        ModelCheckpoint("best.weights.h5", save_weights_only=True)
+    assert str(info.value) == ("'best.weights.h5' is a Keras HDF5 name; epochwise writes PyTorch files: use "
+                               "'best.pt' or 'best.safetensors'")
+    with pytest.raises(ValueError, match=r"must end in '\.pt' or '\.safetensors', e\.g\. 'm\.pt'$"):
+        ModelCheckpoint("m.pth", save_weights_only=True)
+
+
 def test_parent_directory_is_created(tmp_path):  # MC9
     _fit(ModelCheckpoint(str(tmp_path / "a" / "b" / "m.pt")), val_losses([1.0]), tmp_path)
     assert (tmp_path / "a" / "b" / "m.pt").is_file()
@@ -285,7 +294,12 @@ def test_summary(tmp_path):
     assert best.summary() == f"best model saved to {tmp_path / 'best-model.pt'} (val_loss 0.0912 at epoch 2)"
     every = ModelCheckpoint(str(tmp_path / "m-{epoch}.pt"))
     _fit(every, val_losses([0.5, 0.6]), tmp_path)
-    assert every.summary() == f"model saved 2 times, last to {tmp_path / 'm-2.pt'}"
+    assert every.summary() == f"model saved 2 times, last to {tmp_path / 'm-2.pt'} (epoch 2)"
+    last = ModelCheckpoint(str(tmp_path / "best-model.pt"))  # Keras's default too: the file holds the last epoch
+    _fit(last, val_losses([0.5, 0.2, 0.3]), tmp_path)
+    assert last.summary() == (
+        f"model saved 3 times, last to {tmp_path / 'best-model.pt'} (epoch 3): it holds the last epoch saved, not "
+        "the best; to keep the best, pass save_best_only=True (monitor='val_loss')")
     idle = ModelCheckpoint(str(tmp_path / "x.pt"), save_best_only=True)
     with pytest.warns(UserWarning):
         _fit(idle, [{"loss": 1.0}], tmp_path)

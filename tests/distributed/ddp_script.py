@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--mode", default="plain", choices=["plain", "stop", "files", "resume", "loader"])
     parser.add_argument("--crash-at", type=int, default=0)
+    parser.add_argument("--stop-rank", type=int, default=1, help="stop mode: the one rank that asks to stop")
     parser.add_argument("--folder", default="")
     parser.add_argument("--save-freq", default="1", help="resume mode: BackupAndRestore's save_freq ('epoch' or N)")
     parser.add_argument("--accumulate", type=int, default=1)
@@ -104,7 +105,7 @@ def main() -> None:
 
     _io.atomic_write = spy
     if args.mode == "stop":
-        callbacks.append(StopOnRank(rank=1, epoch=1, batch=1))
+        callbacks.append(StopOnRank(rank=args.stop_rank, epoch=1, batch=1))
     if args.mode == "files":
         callbacks += [ew.callbacks.ModelCheckpoint(os.path.join(args.folder, "best.pt"), save_best_only=True),
                       ew.callbacks.CSVLogger(os.path.join(args.folder, "log.csv"))]

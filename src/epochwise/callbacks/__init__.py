@@ -9,6 +9,7 @@ from .history import History
 from .lambda_callback import LambdaCallback
 from .lr_scheduler import LearningRateScheduler
 from .model_checkpoint import ModelCheckpoint
+from .optuna_pruning import OptunaPruning
 from .progbar_logger import ProgbarLogger
 from .reduce_lr_on_plateau import ReduceLROnPlateau
 from .tensorboard import TensorBoard
@@ -28,4 +29,5 @@ __all__ = [
     "TerminateOnNaN",
     "BackupAndRestore",
     "ProgbarLogger",
+    "OptunaPruning",
 ]

@@ -35,16 +35,14 @@ def _check_filepath(filepath: Any, save_weights_only: bool) -> str:
     suffix = next((s for s in _KERAS_SUFFIXES if lower.endswith(s)), None)
     if suffix is not None:
         kind = "Keras archive" if suffix == ".keras" else "Keras HDF5"
-        raise ValueError(
-            f"{path!r} is a {kind} name; epochwise writes PyTorch files: use {path[: -len(suffix)] + '.pt'!r} "
-            "(or .safetensors with save_weights_only=True)"
-        )
+        stem = path[: -len(suffix)]
+        use = (f"{stem + '.pt'!r} or {stem + '.safetensors'!r}" if save_weights_only
+               else f"{stem + '.pt'!r} (or .safetensors with save_weights_only=True)")
+        raise ValueError(f"{path!r} is a {kind} name; epochwise writes PyTorch files: use {use}")
     stem, ext = os.path.splitext(path)
     stem = path if "}" in ext else stem
-    raise ValueError(
-        f"{head}: the file name must end in '.pt' (or '.safetensors' with save_weights_only=True), "
-        f"e.g. {stem + '.pt'!r}"
-    )
+    ends = "'.pt' or '.safetensors'" if save_weights_only else "'.pt' (or '.safetensors' with save_weights_only=True)"
+    raise ValueError(f"{head}: the file name must end in {ends}, e.g. {stem + '.pt'!r}")
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -102,7 +100,7 @@ class ModelCheckpoint(MonitorCallback):
         self.initial_value_threshold = self.baseline
         self.best: float | None = self.baseline  # MC7
         self._batches_seen, self._current_epoch = 0, 0  # batch-level counters persist across fits (C3)
-        self._saves, self._last_path, self._best_epoch = 0, None, None
+        self._saves, self._last_path, self._best_epoch, self._last_epoch = 0, None, None, 0
 
     def state_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("best", "direction", "_batches_seen", "_current_epoch")}
@@ -110,7 +108,7 @@ class ModelCheckpoint(MonitorCallback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         if not self._take_resume() and self.initial_value_threshold is None:
             self.best = None  # MC7 fix: a reused instance does not compare against the last fit's best
-        self._saves, self._last_path, self._best_epoch = 0, None, None
+        self._saves, self._last_path, self._best_epoch, self._last_epoch = 0, None, None, 0
         batch_level = self.save_freq != "epoch"
         keys = self._logged_keys(batch_level)
         if self.save_best_only:  # MC8 fix: direction resolved now, not at the first epoch end
@@ -239,7 +237,7 @@ class ModelCheckpoint(MonitorCallback):
             extra = {"epoch": epoch + 1} if batch is None else {"epoch": epoch, "batch": batch + 1}
             self.model.save(path, extra=extra, training_state=True)  # fit(resume_from=path) continues it
         self._saves += 1
-        self._last_path = path
+        self._last_path, self._last_epoch = path, epoch
 
     def summary(self) -> str | None:
         if not self._saves:
@@ -249,4 +247,9 @@ class ModelCheckpoint(MonitorCallback):
                 f"best model saved to {self._last_path} ({self.monitor} {format_value(self.best)} "
                 f"at epoch {self._best_epoch + 1})"
             )
-        return f"model saved {self._saves} times, last to {self._last_path}"
+        times = "once" if self._saves == 1 else f"{self._saves} times"
+        text = f"model saved {times}, last to {self._last_path} (epoch {self._last_epoch + 1})"
+        if "best" in os.path.basename(self.filepath).lower():
+            text += (": it holds the last epoch saved, not the best; to keep the best, pass "
+                     f"save_best_only=True (monitor={self.monitor!r})")
+        return text

@@ -1,7 +1,8 @@
-"""ProgbarLogger: Keras's progress output, drawn with rich on a terminal, plain lines elsewhere."""
+"""ProgbarLogger: Keras's progress output, drawn with rich on a terminal or in Jupyter, else plain lines."""
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections.abc import Mapping
@@ -16,10 +17,12 @@ __all__ = ["ProgbarLogger"]
 class ProgbarLogger(Callback):
     """Prints progress for fit, evaluate and predict (rules B1-B6).
 
-    ``verbose=1`` on a terminal (or Jupyter) draws a live bar, redrawn at most ``1/refresh_interval``
-    times a second; ``verbose=2``, or output that is not a terminal (a log file, CI), prints one plain
-    line per epoch, with no control characters. Validation time is kept out of the training time and
-    the per-step time (§14, B3). Added automatically when ``verbose != 0``; takes no arguments (B1).
+    ``verbose=1`` on a terminal draws a live bar, redrawn at most ``1/refresh_interval`` times a
+    second; in a Jupyter kernel the same bar is one display output updated in place, which the saved
+    notebook keeps as the finished line (text and HTML, no control characters). ``verbose=2``, or
+    output that is neither (a log file, CI), prints one plain line per epoch. Validation time is kept
+    out of the training time and the per-step time (§14, B3). Added automatically when
+    ``verbose != 0``; takes no arguments (B1).
 
     Example line: ``11/11 ━━━━━━━━━━━━━━━━━━━━ 2s 185ms/step - accuracy: 0.9650 - loss: 0.1213``
     """
@@ -37,10 +40,13 @@ class ProgbarLogger(Callback):
         return _report.verbosity(self.params.get("verbose", 1))
 
     def _new_bar(self, *, metrics: bool = True) -> None:
-        if self._level():
-            live = self._level() == 1 and _is_interactive()
+        level = self._level()
+        if level:
+            style = "plain"
+            if level == 1:
+                style = "notebook" if _in_notebook() else "terminal" if _is_interactive() else "plain"
             self._bar = _Bar(
-                self.params.get("steps"), live=live, interval=self.refresh_interval, metrics=metrics
+                self.params.get("steps"), style=style, interval=self.refresh_interval, metrics=metrics
             )
 
     # fit
@@ -96,21 +102,35 @@ class ProgbarLogger(Callback):
             self._bar = None
 
 
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (notebook, JupyterLab, VS Code, Colab): an IPython shell with a kernel."""
+    ipython = sys.modules.get("IPython")  # never imported here: a script without IPython pays nothing
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
 def _is_interactive() -> bool:
+    """True when stdout is a terminal that rich can redraw in place."""
     try:
         from rich.console import Console
 
-        console = Console(file=sys.stdout)
-        return console.is_terminal or console.is_jupyter
+        return Console(file=sys.stdout).is_terminal
     except Exception:  # pragma: no cover - a stdout without the usual attributes
         return False
+
+
+_NOTEBOOK_HTML = (  # rich's own Jupyter format: a <pre> in the notebook's monospace font
+    "<pre style=\"white-space:pre;overflow-x:auto;line-height:normal;font-family:Menlo,'DejaVu Sans Mono',"
+    "consolas,'Courier New',monospace\">{code}</pre>"
+)
 
 
 class _Bar:
     """One epoch's (or one evaluate / predict call's) progress line."""
 
-    def __init__(self, target: int | None, *, live: bool, interval: float, metrics: bool) -> None:
-        self.target, self.live, self.interval, self.metrics = target, live, interval, metrics
+    def __init__(self, target: int | None, *, style: str, interval: float, metrics: bool) -> None:
+        self.target, self.style, self.interval, self.metrics = target, style, interval, metrics
+        self.live = style != "plain"
         self.start = time.perf_counter()
         self.first_step_end: float | None = None
         self.work_end: float | None = None
@@ -119,6 +139,7 @@ class _Bar:
         self.logs: dict = {}
         self._progress: Any = None
         self._task: Any = None
+        self._handle: Any = None  # the notebook's display handle
 
     def step(self, current: int, logs: Mapping | None) -> None:
         now = time.perf_counter()
@@ -171,17 +192,38 @@ class _Bar:
         self._progress.update(
             self._task, completed=self.seen, total=self.target, count=self._count(), info=info
         )
+        if self.style == "notebook":
+            self._show_in_notebook()
+            return
+        self._progress.refresh()
         if final:
-            self._progress.refresh()
             self._progress.stop()
+
+    def _show_in_notebook(self) -> None:
+        """Render the bar off screen, as text and HTML, into one display output updated in place."""
+        from IPython.display import display
+
+        console = self._progress.console
+        console.print(self._progress.get_renderable())
+        html = console.export_html(inline_styles=True, code_format=_NOTEBOOK_HTML, clear=False)
+        text = "\n".join(line.rstrip() for line in console.export_text(clear=True).splitlines())
+        bundle = {"text/plain": text, "text/html": html}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
         else:
-            self._progress.refresh()
+            self._handle.update(bundle, raw=True)
 
     def _open(self) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn
         from rich.table import Column
 
+        if self.style == "notebook":  # recorded, never written: the notebook gets it through display()
+            console = Console(file=io.StringIO(), record=True, width=1000, force_terminal=True,
+                              color_system="truecolor", force_jupyter=False,
+                              force_interactive=False)  # fmt: skip
+        else:
+            console = Console(file=sys.stdout)
         self._progress = (
             Progress(  # the count and the bar keep their width; the metrics wrap on a narrow terminal
                 TextColumn("[bold]{task.fields[count]}", table_column=Column(no_wrap=True)),
@@ -193,10 +235,11 @@ class _Bar:
                     table_column=Column(width=20, no_wrap=True),
                 ),
                 TextColumn("{task.fields[info]}", table_column=Column(overflow="fold")),
-                console=Console(file=sys.stdout),
+                console=console,
                 auto_refresh=False,
                 transient=False,
             )
         )
         self._task = self._progress.add_task("", total=self.target, count="", info="")
-        self._progress.start()
+        if self.style == "terminal":
+            self._progress.start()

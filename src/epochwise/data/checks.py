@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import distributed
 from ..losses import classes as losses_mod
+from .arrays import MappedArray
 from .structures import leaves
 from .weights import check_weights, class_ids, is_classification_target
 
@@ -33,8 +35,13 @@ def check_finite(parts: Iterable[tuple[str, Any]], call: str) -> None:
     """No NaN or inf in any floating leaf of the named parts; ``call`` is the API call, e.g. ``"fit"``."""
     for name, part in parts:
         for leaf in leaves(part):
-            if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and not all_finite(leaf):
-                bad = int((~torch.isfinite(leaf)).sum())
+            if isinstance(leaf, MappedArray) and leaf.dtype.kind != "f":
+                continue
+            # a memory-mapped leaf is read in chunks, so the file never sits in memory whole
+            pieces = leaf.chunks if isinstance(leaf, MappedArray) else lambda leaf=leaf: [leaf]
+            if not all(not isinstance(t, torch.Tensor) or not t.is_floating_point() or all_finite(t)
+                       for t in pieces()):
+                bad = sum(int((~torch.isfinite(t)).sum()) for t in pieces())
                 raise ValueError(
                     f"{name} contains {bad} NaN or inf value(s); clean the data (e.g. np.nan_to_num) or pass "
                     f"{call}(..., check_finite=False) to use it anyway"
@@ -48,7 +55,7 @@ def check_not_empty(n: int, name: str, role: str) -> None:
 
 def sample_shapes(x: Any) -> list[tuple[int, ...]]:
     """The shape of one sample of each input leaf (the first dimension left out)."""
-    return [tuple(leaf.shape[1:]) for leaf in leaves(x) if isinstance(leaf, torch.Tensor)]
+    return [tuple(leaf.shape[1:]) for leaf in leaves(x) if isinstance(leaf, (torch.Tensor, MappedArray))]
 
 
 @dataclass
@@ -92,12 +99,18 @@ def check_output_structure(loss: Any, y_pred: Any) -> None:
     ):
         raise ValueError(
             f"the module returns {type(y_pred).__name__} of {len(y_pred)} outputs, but loss {loss.name!r} takes "
-            "one; return a single tensor or compile with a callable loss that takes (y_true, y_pred)"
+            "one and y is one array; pass y with one target per output (a list, or a dict by output name) to "
+            "apply the loss to each output, compile with a loss per output (loss=[...] or loss={...}), or use "
+            "a callable loss that takes the whole structure (y_true, y_pred)"
         )
 
 
 def check_targets(loss: Any, name: str, y_true: Any, y_pred: Any) -> None:
     """The targets' type, range and shape for the loss (``Loss.validate``), the error prefixed by ``name``."""
+    if isinstance(y_true, MappedArray):  # memory-mapped targets: checked chunk by chunk
+        for chunk in y_true.chunks():
+            check_targets(loss, name, chunk, y_pred)
+        return
     if not (isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor) and hasattr(loss, "validate")):
         return
     if y_true.ndim and y_pred.ndim and y_true.shape[0] < y_pred.shape[0]:
@@ -109,10 +122,12 @@ def check_targets(loss: Any, name: str, y_true: Any, y_pred: Any) -> None:
         raise ValueError(f"{name}: {err}") from err
 
 
-def check_logits(model: Any, y_pred: Any) -> None:
-    """Outputs that look like probabilities given to a loss that compile decided takes logits."""
-    loss = model._loss
-    if not (model._decided_logits and getattr(loss, "from_logits", False) and isinstance(y_pred, torch.Tensor)):
+def check_logits(model: Any, y_pred: Any, loss: Any = None, decided: bool | None = None) -> None:
+    """Outputs that look like probabilities given to a loss that compile decided takes logits (``loss``
+    and ``decided``: one output's, for several outputs)."""
+    loss = model._loss if loss is None else loss
+    decided = model._decided_logits if decided is None else decided
+    if not (decided and getattr(loss, "from_logits", False) and isinstance(y_pred, torch.Tensor)):
         return
     binary = isinstance(loss, losses_mod.BinaryCrossentropy) or (
         isinstance(loss, losses_mod.AutoCrossentropy) and (y_pred.ndim <= 1 or y_pred.shape[-1] == 1))
@@ -140,7 +155,15 @@ def first_batch_check(model: Any, reference: Targets | None, others: Iterable[Ta
     others = list(others)
 
     def check(y: Any, y_pred: Any) -> None:
+        if reference is not None and reference.y is None:  # a source's targets: one loss may apply per output
+            model._bind_targets(y)
         loss = model._loss
+        if hasattr(loss, "check_first_batch"):  # several outputs (losses.outputs): each output's loss and targets
+            sets = [] if reference is None else [(reference.name, y if reference.y is None else reference.y)]
+            loss.check_first_batch(sets + [(t.name, t.y) for t in others], y_pred, check_targets)
+            for name in loss.decided:
+                check_logits(model, loss.part(y_pred, name), loss.losses[name], decided=True)
+            return
         check_output_structure(loss, y_pred)
         check_logits(model, y_pred)
         if reference is not None:
@@ -204,3 +227,40 @@ def warn_single_class_tail(loss: Any, train_y: Any, tail_y: Any, split: float, n
         UserWarning,
         stacklevel=5,
     )
+
+
+_DTYPE_CLASH = ("same dtype", "should be the same", "expected scalar type", "must have the type")
+
+
+def check_input_dtypes(module: nn.Module, x: Any, name: str) -> None:
+    """Integer inputs (uint8 pixels, say) to a module whose layers take floats: torch's "mat1 and mat2 must
+    have the same dtype" becomes, before any step, an error naming ``name``, its dtype and the conversion.
+    ``x`` is a few rows on the module's device. Only with an integer leaf, and decided by a forward pass of
+    those rows in eval mode without gradients: a module that takes integers (an embedding) passes. No
+    conversion is ever made."""
+    ints = [t for t in leaves(x) if isinstance(t, torch.Tensor) and not t.is_floating_point()
+            and not t.is_complex() and t.dtype != torch.bool]
+    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    if not ints or param is None or isinstance(param, nn.parameter.UninitializedParameter) or distributed.is_sharded(
+            module):
+        return
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            if isinstance(x, dict):
+                module(**x)
+            else:
+                module(*x) if isinstance(x, (tuple, list)) else module(x)
+    except RuntimeError as err:
+        if not any(clash in str(err) for clash in _DTYPE_CLASH):
+            return  # another problem: the first step raises it as it is
+        have, want = (str(t).replace("torch.", "") for t in (ints[0].dtype, param.dtype))
+        scale = " / 255" if ints[0].dtype == torch.uint8 else ""
+        raise ValueError(
+            f"{name} is {have}, but the module's first layer expects {want} (torch: {str(err).splitlines()[0]}); "
+            f"convert it first, e.g. {name} = {name}.astype(\"{want}\"){scale}"
+            + (" for 0-255 pixel values" if scale else "")
+        ) from err
+    finally:
+        module.train(was_training)

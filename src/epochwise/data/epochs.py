@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from .. import distributed
 from .arrays import ArrayBatches
@@ -38,6 +39,14 @@ class EpochIterator:
         self.one_shot = isinstance(source, Iterator)  # a generator cannot be restarted
         self.exhausted = False
         self.generator = getattr(batches, "generator", None) or getattr(source, "generator", None)
+
+    def describe(self) -> list[str]:
+        """The run plan's lines on where the batches are read from (memory-mapped arrays)."""
+        return self.batches.describe() if isinstance(self.batches, ArrayBatches) else []
+
+    def head(self, k: int) -> Any:
+        """The first ``k`` rows of array input's x (for the input dtype check); None for other sources."""
+        return self.batches.data.head(k) if isinstance(self.batches, ArrayBatches) else None
 
     def num_steps(self) -> int | None:
         if self.steps is not None:

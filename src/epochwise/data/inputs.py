@@ -17,7 +17,8 @@ from . import checks
 from .arrays import ArrayBatches, ArrayData
 from .epochs import EpochIterator
 from .sources import SourceBatches, dataset_loader, source_samples
-from .structures import is_array_input
+from .structures import PACKED_TARGETS, PACKED_WEIGHTS, is_array_input, is_packed, to_tensor
+from .weights import check_weights
 
 
 @dataclass
@@ -39,6 +40,49 @@ def is_map_dataset(obj: Any) -> bool:
     return isinstance(obj, torch.utils.data.Dataset) and not isinstance(obj, torch.utils.data.IterableDataset)
 
 
+class OutputWeightBatches(ArrayBatches):
+    """Batches of arrays whose sample weights are given per output: ArrayData holds them inside y (see
+    :func:`array_data`) and each batch hands them back as the third part, in their structure."""
+
+    def _batches(self, order: torch.Tensor, first: int) -> Any:
+        for x, y, _ in super()._batches(order, first):
+            yield x, y[PACKED_TARGETS], y[PACKED_WEIGHTS]
+
+
+def array_data(x: Any, y: Any, sample_weight: Any, loss: Any = None,
+               names: tuple[str, str, str] = ("x", "y", "sample_weight")) -> ArrayData:
+    """x / y / sample_weight arrays as an :class:`ArrayData`; for a model with several outputs (``loss``
+    an ``OutputLosses``) y must hold one target per output, and sample_weight may hold one array per
+    output (the same structure) or be one array for every output (F11)."""
+    if loss is None or not hasattr(loss, "check_structure"):
+        return ArrayData(x, y, sample_weight, names=names)
+    structure = "a list in output order, or a dict {output name: array}"
+    if y is not None:
+        loss.check_structure(y, names[1], f"pass one target array per output: {structure}")
+    if sample_weight is None or not isinstance(sample_weight, (tuple, list, dict)):
+        return ArrayData(x, y, sample_weight, names=names)
+    loss.check_structure(sample_weight, names[2], f"pass one weight array per output ({structure}), or one "
+                         "array of shape (n,) for every output", complete=False)
+    weights = type(sample_weight)(
+        {k: _weights(v, f"{names[2]}[{k!r}]") for k, v in sample_weight.items()} if isinstance(sample_weight, dict)
+        else [_weights(v, f"{names[2]}[{i}]") for i, v in enumerate(sample_weight)])
+    return ArrayData(x, {PACKED_TARGETS: y, PACKED_WEIGHTS: weights}, None,
+                     names=(names[0], f"{names[1]} / {names[2]}", names[2]))
+
+
+def _weights(value: Any, name: str) -> torch.Tensor | None:
+    if value is None:
+        return None
+    weights = to_tensor(value, name).float()
+    check_weights(name, weights)
+    return weights
+
+
+def unpacked_targets(arrays: ArrayData) -> Any:
+    """The targets of arrays made by :func:`array_data` (without per-output weights packed in)."""
+    return arrays.y[PACKED_TARGETS] if is_packed(arrays.y) else arrays.y
+
+
 def from_arrays(device: torch.device, arrays: ArrayData, *, batch_size: int, steps: int | None, shard: str,
                 what: str, call: str, check_finite: bool, fix: str = "pass at least one", steps_name: str = "steps",
                 shuffle: bool | str = False, generator: torch.Generator | None = None,
@@ -50,8 +94,10 @@ def from_arrays(device: torch.device, arrays: ArrayData, *, batch_size: int, ste
         checks.check_finite(arrays.parts(), call)
     if arrays.n == 0:
         raise ValueError(f"{arrays.names[0]} holds 0 samples; {fix}")
-    batches = ArrayBatches(arrays, batch_size, shuffle=shuffle, generator=generator, device=device, shard=shard)
-    targets = checks.Targets(arrays.names[1], arrays.y, checks.sample_shapes(arrays.x)) if with_targets else None
+    kind = OutputWeightBatches if is_packed(arrays.y) else ArrayBatches
+    batches = kind(arrays, batch_size, shuffle=shuffle, generator=generator, device=device, shard=shard)
+    y_name = arrays.names[1].split(" / ")[0] if is_packed(arrays.y) else arrays.names[1]
+    targets = checks.Targets(y_name, unpacked_targets(arrays), checks.sample_shapes(arrays.x)) if with_targets else None
     return Prepared(_epochs(batches, steps, what, shard, steps_name), arrays.n, targets, batch_size)
 
 
@@ -97,11 +143,13 @@ def is_array_tuple(data: Any) -> bool:
 
 def eval_input(device: torch.device, data: Any, *, name: str, batch_size: int, steps: int | None, what: str,
                call: str, check_finite: bool, names: tuple[str, str, str] | None = None,
-               fix: str = "pass at least one", steps_name: str = "steps", peek: bool = False) -> Prepared:
-    """validation_data / evaluate's data: (x, y[, sample_weight]) arrays or a source (F8)."""
+               fix: str = "pass at least one", steps_name: str = "steps", peek: bool = False,
+               loss: Any = None) -> Prepared:
+    """validation_data / evaluate's data: (x, y[, sample_weight]) arrays or a source (F8). ``loss``: the
+    model's loss, which says whether the targets must hold one entry per output."""
     if is_array_tuple(data):
         names = names or (f"{name}[0]", f"{name}[1]", f"{name}[2]")
-        arrays = ArrayData(*data, names=names)
+        arrays = array_data(*data, *([None] if len(data) == 2 else []), loss=loss, names=names)
         return from_arrays(device, arrays, batch_size=batch_size, steps=steps, shard="eval", what=what, call=call,
                            check_finite=check_finite, fix=fix, steps_name=steps_name)
     if isinstance(data, (tuple, list)) and data and not is_batch_list(data) and is_array_input(data[0]):

@@ -10,6 +10,14 @@ import torch
 
 Batch = tuple[Any, Any, Any]  # (x, y, sample_weight); y and sample_weight may be None
 
+# Arrays with one sample-weight array per output travel inside y as {PACKED_TARGETS: y, PACKED_WEIGHTS: sw},
+# so that every row operation on y (splits, gathers, devices) applies to them too; batches unpack them.
+PACKED_TARGETS, PACKED_WEIGHTS = "__epochwise_targets__", "__epochwise_sample_weights__"
+
+
+def is_packed(y: Any) -> bool:
+    return isinstance(y, dict) and set(y) == {PACKED_TARGETS, PACKED_WEIGHTS}
+
 
 # --- structures ------------------------------------------------------------------------------
 def map_structure(fn: Callable[[Any], Any], obj: Any) -> Any:

@@ -15,12 +15,14 @@ _CHUNK = 1024  # per-batch loss values stacked into one tensor every this many s
 
 
 class Tracker:
-    """Running means of the loss (LO5) and the compiled metrics (ME3), kept on the device."""
+    """Running means of the loss (LO5) and the compiled metrics (ME3), kept on the device.
+
+    With several outputs each metric reads its own output's targets, predictions and sample weights,
+    and each output's ``{output}_loss`` mean is updated by the loss itself (``losses.outputs``).
+    """
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.metrics = list(model.compiled_metrics)
-        self.n_plain = len(model._metrics)
         if distributed.is_distributed():
             require_declared_state(self.metrics)  # before the first step, not at the first epoch's end
         self.total: torch.Tensor | None = None
@@ -28,6 +30,31 @@ class Tracker:
         self.steps = 0
         self.track_nonfinite = False
         self._clear_nonfinite(None, 0)
+
+    @property
+    def metrics(self) -> list[Any]:
+        # read from the model each time: one loss for several outputs is bound per output at the first batch
+        return list(self.model.compiled_metrics)
+
+    def _routes(self) -> list[tuple[Any, str | None, bool]]:
+        """(metric, the output it reads or None for all, weighted) for every metric the tracker updates."""
+        model = self.model
+        # built again only when the model's loss or metric lists change (per batch, this was a fifth of the
+        # Python time of an evaluate step); the key holds the objects, so a reused id cannot match
+        key = (getattr(model, "_loss", None), getattr(model, "_metric_outputs", None), model._metrics,
+               model._weighted_metrics, len(model._metrics), len(model._weighted_metrics))
+        cached = vars(self).get("_routes_cache")
+        if cached is not None and cached[0] == key:  # identity first, element by element
+            return cached[1]
+        outputs = list(getattr(model, "_metric_outputs", None) or [])
+        own = {id(m) for m in getattr(getattr(model, "_loss", None), "trackers", {}).values()}
+        n_plain = len(model._metrics)
+        routes = []
+        for i, m in enumerate(model.compiled_metrics):
+            if id(m) not in own:
+                routes.append((m, outputs[i] if i < len(outputs) else None, i >= n_plain))
+        self._routes_cache = (key, routes)
+        return routes
 
     def _clear_nonfinite(self, first_bad: int | None, offset: int) -> None:
         # The per-batch loss values of this epoch, kept (in chunks) only to name the first non-finite batch
@@ -43,7 +70,8 @@ class Tracker:
             m.reset_state()
 
     def update(self, loss: torch.Tensor, y: Any, y_pred: Any, sw: torch.Tensor | None, n: int) -> None:
-        value = loss.detach().float() * n
+        value = loss.detach() if loss.requires_grad else loss  # no dispatcher call where none is needed
+        value = (value if value.dtype == torch.float32 else value.float()) * n
         if self.track_nonfinite and self.first_bad is None:
             self._values.append(value)
             if len(self._values) == _CHUNK:
@@ -54,9 +82,16 @@ class Tracker:
         self.steps += 1
         if y is None:
             return
-        pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) else y_pred
-        for i, m in enumerate(self.metrics):
-            m.update_state(y, pred, None if i < self.n_plain else sw)
+        pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) and y_pred.requires_grad else y_pred
+        loss_fn = self.model._loss
+        for m, output, weighted in self._routes():
+            if output is None:
+                m.update_state(y, pred, sw if weighted else None)
+                continue
+            target, p = loss_fn.part(y, output), loss_fn.part(pred, output)
+            if target is not None:  # an output without targets (a dict y that leaves it out) has no metrics
+                p = p.detach() if isinstance(p, torch.Tensor) else p
+                m.update_state(target, p, loss_fn.part(sw, output) if weighted else None)
 
     def logs(self) -> dict[str, float]:
         """Sorted float logs (G2): one host sync for all values; under torchrun, exact over all ranks

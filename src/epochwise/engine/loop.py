@@ -55,6 +55,7 @@ class LoopState:
     epoch_end_logs: dict | None = None  # set while on_epoch_end runs
     interrupted: int | None = None  # the signal that asked the run to stop
     nonfinite: tuple[int, int] | None = None  # (epoch, batch) where the loss first became NaN or inf
+    batches_run: int = 0  # training batches this fit ran (a resumed run counts from where it resumed)
 
 
 _RUNNING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -99,6 +100,7 @@ def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> LoopState:
                     check_first = None
                     tracker.update(loss, y, y_pred, sw, batch_size_of(x))
                     st.next_batch = step + 1
+                    st.batches_run += 1
                     if listen_batch[1]:
                         callbacks.on_train_batch_end(step, BatchLogs(tracker.logs, tracker.local_logs))
                     if multi:  # one rank's stop (a callback, a signal) stops every rank
@@ -130,6 +132,10 @@ def fit_loop(model: Any, plan: FitPlan, callbacks: CallbackList) -> LoopState:
                 st.epoch_end_logs = None
                 if model.stop_training:
                     break
+            if not st.interrupted and optimizer.use_ema:  # the averaged weights go in before train end (Keras)
+                optimizer.finalize_variable_values()
+                if runner.fsdp is not None and model._settings.gathered:  # full parameters gathered for validation
+                    distributed.reshard_for_training(runner.fsdp)  # hold the raw weights: gathered again when read
             callbacks.on_train_end(dict(st.epoch_logs))
     except torch.OutOfMemoryError as err:
         callbacks.on_exception(err)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
@@ -13,6 +13,9 @@ import torch
 
 from .. import data as _data
 from .. import distributed
+from ..data.arrays import in_memory
+from ..data.checks import check_input_dtypes
+from ..data.inputs import array_data
 from ..text import check_int, is_int
 
 
@@ -101,6 +104,14 @@ class TrainingData:
     epochs: int = 1  # the checked loop arguments as Python ints (NumPy integers are accepted)
     initial_epoch: int = 0
     validation_freq: int | list[int] = 1
+    storage: list[str] = field(default_factory=list)  # the run plan's lines on memory-mapped inputs
+
+
+def check_dtypes(model: Any, batches: _data.EpochIterator) -> None:
+    """Integer array x into a module that takes floats: a clear error before any step (not torch's)."""
+    head = batches.head(2)
+    if head is not None:
+        check_input_dtypes(model.module, _data.to_device(head, model.device), "x")
 
 
 @dataclass
@@ -164,9 +175,12 @@ def prepare_evaluate(model: Any, *, x: Any, y: Any, batch_size: Any, sample_weig
         data = x
     elif y is None:
         raise ValueError("evaluate() got x as arrays but no y; pass the targets as y=...")
+    else:
+        model._bind_targets(y)  # one loss, one target per output: the loss applies to each output
     prepared = _data.eval_input(model.device, data, name="x", names=("x", "y", "sample_weight"),
                                 batch_size=batch_size or 32, steps=steps, what="evaluation data", call="evaluate",
-                                check_finite=check_finite)
+                                check_finite=check_finite, loss=model._loss)
+    check_dtypes(model, prepared.batches)
     return EvalData(prepared.batches, prepared.n, _data.first_batch_check(model, prepared.targets))
 
 
@@ -181,6 +195,7 @@ def prepare_predict(model: Any, *, x: Any, batch_size: Any, steps: Any, check_fi
         prepared = _data.from_arrays(model.device, _data.ArrayData(x), **common)
     else:
         prepared = _data.from_source(model.device, x, name="x", **common)
+    check_dtypes(model, prepared.batches)
     return EvalData(prepared.batches, prepared.n)
 
 
@@ -195,7 +210,8 @@ def prepare_training(model: Any, *, x: Any, y: Any, sample_weight: Any, class_we
     if _data.is_array_input(x):
         if y is None:
             raise ValueError("fit() got x as arrays but no y; pass the targets as y=...")
-        arrays = _data.ArrayData(x, y, sample_weight)
+        model._bind_targets(y)  # one loss, one target per output: the loss applies to each output
+        arrays = array_data(x, y, sample_weight, model._loss)
         tail = None
         if validation_split and validation_data is None:
             arrays, tail = arrays.split_tail(float(validation_split))
@@ -206,10 +222,12 @@ def prepare_training(model: Any, *, x: Any, y: Any, sample_weight: Any, class_we
         if class_weight is not None:
             if isinstance(arrays.y, (tuple, list, dict)):
                 raise ValueError(
-                    "class_weight works with a single target array; use sample_weight for several outputs"
+                    "class_weight is only supported for a model with a single output (as in Keras); weight each "
+                    "output's samples with sample_weight=[w_0, w_1, ...] or a dict {output name: weights}"
                 )
             every_y = [arrays.y] if tail is None else [arrays.y, tail.y]  # the classes of all of y
-            arrays.sample_weight = _data.class_weights_to_sample_weights(arrays.y, class_weight, every_y)
+            every_y = [in_memory(part) for part in every_y]  # memory-mapped labels are read whole here
+            arrays.sample_weight = _data.class_weights_to_sample_weights(every_y[0], class_weight, every_y)
         bs = batch_size or (math.ceil(arrays.n / steps_per_epoch) if steps_per_epoch else 32)  # F3
         train = _data.from_arrays(device, arrays, batch_size=bs, steps=steps_per_epoch, shard="train",
                                   what="training data", call="fit", check_finite=False, steps_name="steps_per_epoch",
@@ -237,9 +255,11 @@ def prepare_training(model: Any, *, x: Any, y: Any, sample_weight: Any, class_we
         val = _data.eval_input(device, validation_data, name="validation_data",
                                batch_size=validation_batch_size or batch_size or 32, steps=validation_steps,
                                what="validation_data", call="fit", check_finite=check_finite, peek=True,
-                               steps_name="validation_steps",
+                               steps_name="validation_steps", loss=model._loss,
                                fix="pass validation data with at least one sample, or leave validation_data out")
     others = [val.targets] if val is not None and val.targets is not None else []
     check = _data.first_batch_check(model, train.targets, others)
+    check_dtypes(model, train.batches)
+    storage = train.batches.describe() + (val.batches.describe() if validation_data is not None and val else [])
     return TrainingData(train.batches, val.batches if val is not None else None, train.batch_size, train.n,
-                        val.n if val is not None else None, generator, data_seed, check)
+                        val.n if val is not None else None, generator, data_seed, check, storage=storage)

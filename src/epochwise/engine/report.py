@@ -7,6 +7,7 @@ from typing import Any
 
 from ..insight.overfitting import overfitting_note
 from ..text import format_value as fmt_value
+from ..text import plural
 
 
 def verbosity(verbose: Any) -> int:
@@ -50,11 +51,14 @@ def run_plan(
     device: Any,
     loss: str,
     steps_given: bool,
+    inputs: list[str] | None = None,
 ) -> str:
     """Batch, iteration and epoch for this run, in one or two lines.
 
     ``Train on 55,000 samples, validate on 5,000 | batch 5,000 -> 11 iterations/epoch | 100 epochs ->
     1,100 iterations | cpu | loss sparse_categorical_crossentropy (from logits)``
+
+    ``inputs``: a line each on how the data is read (``x: memory-mapped (3.1 GB), read per batch``).
     """
     what = (
         f"Train on {n_train:,} samples" if n_train is not None else "Train on batches from the given source"
@@ -68,11 +72,8 @@ def run_plan(
     if batch_size and world > 1:  # batch_size is per process under torchrun
         parts.append(f"{world} processes x batch {batch_size:,} = global batch {world * batch_size:,}")
     if steps is not None:
-        per = (
-            f"batch {batch_size:,} -> {steps:,} iterations/epoch"
-            if batch_size
-            else f"{steps:,} iterations/epoch"
-        )
+        per = f"{plural(steps, 'iteration')}/epoch"
+        per = f"batch {batch_size:,} -> {per}" if batch_size else per
     else:
         per = (
             f"batch {batch_size:,} -> iterations/epoch unknown until the first epoch ends"
@@ -81,15 +82,11 @@ def run_plan(
         )
     parts.append(per)
     n_epochs = max(epochs - initial_epoch, 0)
-    span = (
-        f"{n_epochs:,} epochs"
-        if initial_epoch == 0
-        else f"epochs {initial_epoch + 1}-{epochs} ({n_epochs:,} epochs)"
-    )
-    parts.append(f"{span} -> {n_epochs * steps:,} iterations" if steps is not None else span)
+    span = plural(n_epochs, "epoch") if initial_epoch == 0 else f"epochs {initial_epoch + 1}-{epochs} ({plural(n_epochs, 'epoch')})"
+    parts.append(f"{span} -> {plural(n_epochs * steps, 'iteration')}" if steps is not None else span)
     parts.append(str(device))
     parts.append(loss)
-    lines = [" | ".join(parts)]
+    lines = [" | ".join(parts)] + [f"  {line}" for line in inputs or []]
     if world > 1 and n_train is not None:
         per = math.ceil(n_train / world)
         lines.append(f"  each process trains on {per:,} of the {n_train:,} samples per epoch (the order is padded "
@@ -116,9 +113,12 @@ def run_plan(
     return "\n".join(lines)
 
 
-def run_notes(state: Any, history: Any) -> list[str]:
-    """End-of-fit sentences the engine itself owes: NaN, interruption, overfitting."""
+def run_notes(state: Any, history: Any, *, planned: int | None = None, stopped: bool = False) -> list[str]:
+    """End-of-fit sentences the engine itself owes: NaN, interruption, an early stop's iteration count,
+    overfitting. ``planned`` is the plan's iteration count; ``stopped``: a callback stopped training."""
     notes = []
+    if stopped and not state.interrupted and planned is not None and state.batches_run < planned:
+        notes.append(f"{plural(state.batches_run, 'iteration')} of the {planned:,} planned ran")
     if state.nonfinite is not None:
         epoch, batch = state.nonfinite
         notes.append(f"the loss became NaN or inf at batch {batch + 1} of epoch {epoch + 1} "

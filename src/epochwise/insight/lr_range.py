@@ -72,7 +72,8 @@ def find_learning_rate(
     suggestion is the rate where the smoothed loss falls fastest against log10(lr), looking only
     before its minimum and after the first 10% of steps. Each step is one optimizer update through fit's
     own step: with ``accumulate_steps=k`` it trains ``k`` batches and records their mean loss; the
-    model's precision, gradient clipping, DDP wrapper and ``torch.compile`` apply as in fit. Afterwards
+    model's precision, gradient clipping, DDP wrapper and ``torch.compile`` apply as in fit; a step that
+    ``precision="16-mixed"``'s grad scaler skips applies no rate and is not a point of the curve. Afterwards
     the module's weights and gradients, the optimizer's state (and its learning rate or schedule) and
     torch's RNG state are put back exactly.
 
@@ -122,11 +123,17 @@ def find_learning_rate(
 
         model.module.train()
         stream = endless()
-        for i in range(num_steps):
+        attempts = 0
+        while len(lrs) < num_steps and attempts < 2 * num_steps + 32:
+            attempts += 1
+            applied = optimizer.iterations
             value = float(_update(runner, stream))
+            if optimizer.iterations == applied:
+                continue  # a step GradScaler skipped (fp16 overflow) applied no rate: it is not a point
+            i = len(lrs)
             average = smoothing * average + (1 - smoothing) * value
             smoothed = average / (1 - smoothing ** (i + 1))
-            lrs.append(schedule[i])
+            lrs.append(rate(applied))
             raw.append(value)
             smooth.append(smoothed)
             diverged = not math.isfinite(smoothed) or smoothed > diverge_factor * min(smooth)
@@ -136,6 +143,11 @@ def find_learning_rate(
     finally:
         snapshot.restore(model, runner)
     notes = []
+    if attempts > len(lrs):
+        notes.append(f"{attempts - len(lrs)} step(s) skipped by the fp16 grad scaler (overflow) are not points")
+    if not lrs:
+        raise RuntimeError(f"{who}: every one of {attempts} steps overflowed in float16 and was skipped; "
+                           "use precision='bf16-mixed' or '32', or a smaller start_lr")
     if stopped:
         notes.append(f"stopped at lr {lrs[-1]:.3g}: the smoothed loss diverged")
     at = _suggest(lrs, smooth)

@@ -38,9 +38,10 @@ class Overfitting:
     @property
     def message(self) -> str:
         return (
-            f"validation loss rose for the last {self.epochs_rising} epochs "
-            f"({self.val_loss_best:.4f} -> {self.val_loss_last:.4f}) while training loss fell "
-            f"({self.loss_at_best:.4f} -> {self.loss_last:.4f}): overfitting since epoch {self.since_epoch}"
+            f"val_loss has not improved on {self.val_loss_best:.4f} (epoch {self.since_epoch}) for "
+            f"{self.epochs_rising} epoch{'' if self.epochs_rising == 1 else 's'} (now {self.val_loss_last:.4f}) "
+            f"while training loss fell ({self.loss_at_best:.4f} -> {self.loss_last:.4f}): overfitting since "
+            f"epoch {self.since_epoch}"
         )
 
     def __str__(self) -> str:
@@ -108,7 +109,7 @@ def find_overfitting(
 
 
 def overfitting_note(history: dict[str, list[float]], epochs: list[int] | None = None) -> str | None:
-    """The end-of-fit sentence, or None: ``"validation loss rose for the last 6 epochs (...) while
-    training loss fell (...): overfitting since epoch 23"`` (the rule is in the module docstring)."""
+    """The end-of-fit sentence, or None: ``"val_loss has not improved on 0.2034 (epoch 23) for 6 epochs
+    (now 0.2191) while training loss fell (...): overfitting since epoch 23"`` (the rule is in the module docstring)."""
     found = find_overfitting(history, epochs=epochs)
     return found.message if found else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,11 +37,31 @@ def _figure(n_panels: int, ncols: int | None = None) -> tuple[Any, list[Any]]:
         raise ImportError(
             "plotting needs matplotlib: pip install 'epochwise[plot]' (or pip install matplotlib)"
         ) from err
+    _show_inline_in_jupyter(Figure)
     ncols = ncols or (1 if n_panels == 1 else 2)
     nrows = math.ceil(n_panels / ncols)
     fig = Figure(figsize=(5.2 * ncols, 3.5 * nrows), layout="constrained")
     axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n_panels)]
     return fig, axes
+
+
+def _show_inline_in_jupyter(figure_class: type) -> None:
+    """A Figure made without pyplot has no image form in IPython until ``%matplotlib inline`` or a pyplot
+    import registers one; register PNG (once, only if no image form is there) so it shows as one image."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    formatters = getattr(getattr(shell, "display_formatter", None), "formatters", None)
+    if not formatters or "image/png" not in formatters:
+        return
+    for mime in ("image/png", "image/svg+xml", "image/jpeg", "application/pdf"):
+        try:
+            formatters[mime].lookup_by_type(figure_class)
+            return  # the user's (or the inline backend's) choice stands
+        except (KeyError, LookupError):
+            continue
+    from IPython.core.pylabtools import print_figure
+
+    formatters["image/png"].for_type(figure_class, lambda fig: print_figure(fig, "png"))
 
 
 def _save(fig: Any, path: str | os.PathLike | None) -> None:

@@ -21,6 +21,7 @@ import torch
 from .. import distributed
 from ..callbacks.history import History
 from .files import CHECKPOINT_KEY, cpu_state, load_file, load_into
+from .model_file import compile_config
 
 FORMAT = 2  # 2: callback states by state_key (1: a list by class name and position)
 
@@ -113,6 +114,7 @@ def capture(model: Any, st: Any) -> dict[str, Any]:
         "ranks": ranks,
         "module": module_state,
         "optimizer": model.optimizer.state_dict(),
+        "compile": compile_config(model),  # so ew.load_model rebuilds the model from a checkpoint
         "scaler": runner.scaler.state_dict() if runner.scaler is not None else None,
         "pending": runner.pending,
         "grads": grads,

@@ -492,9 +492,11 @@ def get(identifier) -> Loss:
         return TorchLoss(identifier)
     if callable(identifier):
         return LossFunctionWrapper(identifier)
+    several = (" (one loss per output of a module with several outputs goes to compile(loss=[...]) or "
+               "compile(loss={name: ...}))") if isinstance(identifier, (list, tuple, dict)) else ""
     raise TypeError(
         f"loss must be a loss name such as 'mse', an epochwise.losses.Loss, a torch loss module or a callable "
-        f"loss(y_true, y_pred); got {type(identifier).__name__}."
+        f"loss(y_true, y_pred); got {type(identifier).__name__}{several}."
     )
 
 

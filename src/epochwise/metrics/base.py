@@ -259,7 +259,7 @@ class Mean(Metric):
         """Add a precomputed sum of values and the number (or total weight) of samples it covers."""
         is_tensor = isinstance(value_sum, Tensor)
         totals = self.state_on("totals", value_sum.device if is_tensor else torch.device("cpu"))
-        totals[0].add_(value_sum.detach() if is_tensor else value_sum)
+        totals[0].add_(value_sum.detach() if is_tensor and value_sum.requires_grad else value_sum)
         if isinstance(count, Tensor):
             totals[1].add_(count.detach())
         else:

@@ -95,7 +95,7 @@ class SparseCategoricalAccuracy(_FormulaMetric):
     def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> None:
         if sample_weight is None and y_pred.dim() == 2 and y_true.dim() == 1 and not y_true.is_floating_point():
             # the common case in one fused expression (the training loop calls this every step)
-            self.update((y_pred.detach().argmax(-1) == y_true).sum(dtype=torch.float32), y_true.shape[0])
+            self.update((y_pred.argmax(-1) == y_true).sum(dtype=torch.float32), y_true.shape[0])  # argmax: no graph
             return
         super().update_state(y_true, y_pred, sample_weight)
 
@@ -486,7 +486,8 @@ def get(identifier: Any, *, from_logits: bool = False, name: str | None = None) 
         return _impl.torch_loss_metric(identifier, name)
     if callable(identifier) and not isinstance(identifier, type):
         return _impl.callable_metric(identifier, name)
-    hint = " (per-output metric lists are not supported yet)" if isinstance(identifier, (list, tuple)) else ""
+    hint = (" (per-output metrics go to compile: metrics=[['accuracy'], ['mae']] or a dict by output name)"
+            if isinstance(identifier, (list, tuple, dict)) else "")
     raise TypeError(
         f"Cannot use {identifier!r} (type {type(identifier).__name__}) as a metric{hint}: pass a metric name such "
         "as 'accuracy', an epochwise.metrics.Metric, a torchmetrics.Metric, or a callable fn(y_true, y_pred)."
@@ -505,8 +506,8 @@ def get_list(identifiers: Any, *, from_logits: bool = False) -> list[Metric]:
         return []
     if isinstance(identifiers, dict):
         raise ValueError(
-            "metrics given as a dict (one entry per output) are not supported yet: epochwise compiles metrics "
-            "for a single output, so pass a list such as metrics=['accuracy']."
+            "get_list builds the metrics of one output; metrics per output (a dict by output name, or one list "
+            "per output) are given to compile(metrics=...) of a model with several outputs."
         )
     items = list(identifiers) if isinstance(identifiers, (list, tuple)) else [identifiers]
     metrics: list[Metric] = []

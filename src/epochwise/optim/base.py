@@ -12,6 +12,7 @@ import torch
 
 from .. import distributed
 from ..text import close_matches, is_int
+from .ema import EMA_ARGS, check_ema, ema_note, full_tensor, like_param, update_average
 from .schedules import LearningRateSchedule, _check_number, deserialize, serialize
 
 LearningRate = float | LearningRateSchedule | Callable[[int], float]
@@ -67,14 +68,12 @@ _HYPER_RANGES = {
     "initial_accumulator_value": (0, None, True),
 }
 _FLAGS = ("amsgrad", "nesterov", "centered")
-
-
 def _check_hyper(owner: type, hyper: dict[str, Any]) -> dict[str, Any]:
     """Validate the Keras hyper-parameters; unknown names get a TypeError with torch-name hints and close matches."""
     allowed = [
         p for p in inspect.signature(owner.__init__).parameters if p not in ("self", "kwargs", "hyper")
     ]
-    allowed += [p for p in ("clipnorm", "clipvalue", "global_clipnorm", "name") if p not in allowed]
+    allowed += [p for p in ("clipnorm", "clipvalue", "global_clipnorm", *EMA_ARGS, "name") if p not in allowed]
     unknown = [k for k in hyper if k not in allowed or (k not in _HYPER_RANGES and k not in _FLAGS)]
     if unknown:
         hints = []
@@ -111,6 +110,13 @@ class Optimizer:
     Every optimizer also takes the keyword arguments ``clipnorm`` (per-parameter norm), ``clipvalue``
     (per element), ``global_clipnorm`` (norm over all gradients) -- at most one -- and ``name``.
 
+    Weight averaging, as Keras: with ``use_ema=True`` every applied update is followed by
+    ``average = ema_momentum * average + (1 - ema_momentum) * weights`` (the first update sets the
+    average to the weights); every ``ema_overwrite_frequency`` updates (if given) the weights are
+    overwritten by the average, and at the end of ``fit`` :meth:`finalize_variable_values` puts the
+    averages into the module, so evaluate, predict and save use them. The average is part of
+    :meth:`state_dict`, so a resumed run continues it exactly.
+
     Example::
 
         opt = ew.optimizers.Adam(learning_rate=ew.schedules.ExponentialDecay(1e-3, 1000, 0.5))
@@ -130,6 +136,9 @@ class Optimizer:
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         name: str | None = None,
         **hyper: Any,
     ) -> None:
@@ -148,6 +157,10 @@ class Optimizer:
         for key in given:
             clips[key] = _check_number(who, key, clips[key], minimum=0, strict=True)
         self.clipnorm, self.clipvalue, self.global_clipnorm = clips.values()
+        self.use_ema, self.ema_momentum, self.ema_overwrite_frequency = check_ema(
+            who, use_ema, ema_momentum, ema_overwrite_frequency
+        )
+        self._average: list[torch.Tensor] | None = None  # the EMA of the parameters, from the first update
         hyper = _check_hyper(type(self), hyper)
         self._hyper = list(hyper)
         for key, value in hyper.items():
@@ -201,8 +214,12 @@ class Optimizer:
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
     ) -> Optimizer:
-        """Adopt a torch optimizer you built (already holding its parameters); optional Keras-style clipping.
+        """Adopt a torch optimizer you built (already holding its parameters); optional Keras-style clipping
+        and weight averaging.
 
         Example: ``Optimizer.wrap(torch.optim.AdamW(net.parameters(), lr=3e-4), global_clipnorm=1.0)``.
         """
@@ -214,6 +231,9 @@ class Optimizer:
             clipnorm=clipnorm,
             clipvalue=clipvalue,
             global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
             name=type(torch_optimizer).__name__,
         )
         opt._lr = None  # the torch optimizer's param groups hold the rate
@@ -327,7 +347,41 @@ class Optimizer:
             applied = True
         if applied:
             self.iterations += 1
+            if self.use_ema:
+                self._update_average()
         return applied
+
+    # --- weight averaging (EMA) -----------------------------------------------------------------
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.torch_optimizer.param_groups for p in g["params"]]
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """Keras's ``average = m * average + (1 - m) * w`` after an applied update (the first sets ``w``);
+        every ``ema_overwrite_frequency`` updates the weights become the average."""
+        params = self._params()
+        if self._average is None or len(self._average) != len(params):
+            self._average = [p.detach().clone() for p in params]
+        else:
+            update_average(self._average, params, self.ema_momentum)
+        if self.ema_overwrite_frequency and self.iterations % self.ema_overwrite_frequency == 0:
+            self.finalize_variable_values()
+
+    @property
+    def average(self) -> list[torch.Tensor] | None:
+        """The moving average of each parameter (in param-group order), or None before the first update."""
+        return self._average
+
+    def ema_note(self) -> str:
+        """The run plan's sentence on weight averaging."""
+        return ema_note(self.ema_momentum, self.ema_overwrite_frequency)
+
+    @torch.no_grad()
+    def finalize_variable_values(self) -> None:
+        """With ``use_ema``: copy the moving averages into the parameters (fit does this at its end)."""
+        if self.use_ema and self._average is not None:
+            torch._foreach_copy_([distributed.local_part(p.detach()) for p in self._params()],
+                                 [distributed.local_part(a) for a in self._average])
 
     def _scaled_step(self, opt: torch.optim.Optimizer, scaler: Any, decay: bool) -> bool:
         """``scaler.step`` and ``update``; True when the torch step ran (the scaler returns None either way).
@@ -368,13 +422,17 @@ class Optimizer:
         return any(isinstance(p, DTensor) for g in opt.param_groups for p in g["params"])
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"torch": torch_optimizer.state_dict(), "iterations": int}``; ``torch.load(weights_only=True)`` reads it.
+        """``{"torch": torch_optimizer.state_dict(), "iterations": int}``, plus ``"ema"`` (the weight averages)
+        with ``use_ema``; ``torch.load(weights_only=True)`` reads it.
 
         Under FSDP every rank must call it: the sharded state is gathered to the full one (on rank 0).
         """
         opt = self._require_built("state_dict")
         torch_state = distributed.optimizer_state(opt) if self._sharded() else opt.state_dict()
-        return {"torch": torch_state, "iterations": self.iterations}
+        state: dict[str, Any] = {"torch": torch_state, "iterations": self.iterations}
+        if self._average is not None:  # as full tensors (under FSDP gathered, like the torch state)
+            state["ema"] = [full_tensor(a) for a in self._average]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output (before :meth:`build` it is kept and applied at build)."""
@@ -391,11 +449,23 @@ class Optimizer:
             )
         if not self.built:
             self._pending_state = state
-        elif self._sharded():  # a full state (as saved): each rank keeps its shard
+            self.iterations = int(iterations)
+            return
+        average = None
+        if state.get("ema") is not None:  # checked before anything is loaded
+            params = self._params()
+            if len(state["ema"]) != len(params):
+                raise ValueError(
+                    f"{self.name}.load_state_dict(): the saved weight average covers {len(state['ema'])} "
+                    f"parameters, this optimizer {len(params)}"
+                )
+            average = [like_param(a, p) for a, p in zip(state["ema"], params)]
+        if self._sharded():  # a full state (as saved): each rank keeps its shard
             distributed.load_optimizer_state(self.torch_optimizer, state["torch"])
         else:
             self.torch_optimizer.load_state_dict(state["torch"])
         self.iterations = int(iterations)
+        self._average = average
 
     # --- config -------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -412,6 +482,9 @@ class Optimizer:
             "clipnorm": self.clipnorm,
             "clipvalue": self.clipvalue,
             "global_clipnorm": self.global_clipnorm,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+            "ema_overwrite_frequency": self.ema_overwrite_frequency,
         }
 
     @classmethod
@@ -423,5 +496,9 @@ class Optimizer:
         return cls(**config)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name" and v is not None)
+        config = self.get_config()
+        if not self.use_ema:
+            config = {k: v for k, v in config.items() if k not in EMA_ARGS}
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items() if k != "name" and v is not None)
         return f"{type(self).__name__}({args})"
+

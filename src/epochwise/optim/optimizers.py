@@ -42,8 +42,10 @@ differ from Keras 3's:
 - **global_clipnorm** uses ``torch.nn.utils.clip_grad_norm_``, which divides by ``norm + 1e-6``
   where Keras divides by ``norm``. ``clipnorm`` (per parameter, ``g * c / max(|g|, c)``) and
   ``clipvalue`` are exactly Keras's.
-- A callable ``learning_rate`` takes the step (Keras's takes no argument). ``use_ema``,
-  ``loss_scale_factor`` and ``gradient_accumulation_steps`` are not offered.
+- A callable ``learning_rate`` takes the step (Keras's takes no argument). ``loss_scale_factor`` and
+  ``gradient_accumulation_steps`` are not offered (``compile(accumulate_steps=...)`` accumulates).
+- ``use_ema``, ``ema_momentum``, ``ema_overwrite_frequency``: Keras's weight averaging, the same update
+  (the first update sets the average to the weights); see :class:`Optimizer`.
 """
 from __future__ import annotations
 
@@ -55,6 +57,11 @@ from ..text import did_you_mean
 from .base import LearningRate, Optimizer
 
 __all__ = ["Optimizer", "Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "get"]
+
+
+def _ema(use_ema: bool, ema_momentum: float, ema_overwrite_frequency: int | None) -> dict[str, Any]:
+    """Keras's weight-averaging arguments, passed on to :class:`Optimizer` (which checks them)."""
+    return {"use_ema": use_ema, "ema_momentum": ema_momentum, "ema_overwrite_frequency": ema_overwrite_frequency}
 
 
 class Adam(Optimizer):
@@ -70,6 +77,9 @@ class Adam(Optimizer):
         epsilon: float = 1e-7,
         amsgrad: bool = False,
         weight_decay: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -79,7 +89,7 @@ class Adam(Optimizer):
             beta_2=beta_2,
             epsilon=epsilon,
             amsgrad=amsgrad,
-            **kwargs,
+            **_ema(use_ema, ema_momentum, ema_overwrite_frequency), **kwargs,
         )
 
     def _torch_kwargs(self) -> dict[str, Any]:
@@ -100,11 +110,15 @@ class AdamW(Adam):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         amsgrad: bool = False,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         **kwargs: Any,
     ) -> None:
         if weight_decay is None:
             raise ValueError("AdamW: `weight_decay` must be a number >= 0 (use Adam for no weight decay)")
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, **kwargs)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay,
+                         **_ema(use_ema, ema_momentum, ema_overwrite_frequency), **kwargs)
 
     def _torch_kwargs(self) -> dict[str, Any]:
         return {**super()._torch_kwargs(), "weight_decay": self.weight_decay}
@@ -122,10 +136,14 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            learning_rate, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, **kwargs
+            learning_rate, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+            **_ema(use_ema, ema_momentum, ema_overwrite_frequency), **kwargs
         )
 
     def _torch_kwargs(self) -> dict[str, Any]:
@@ -146,6 +164,9 @@ class RMSprop(Optimizer):
         epsilon: float = 1e-7,
         centered: bool = False,
         weight_decay: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -155,7 +176,7 @@ class RMSprop(Optimizer):
             momentum=momentum,
             epsilon=epsilon,
             centered=centered,
-            **kwargs,
+            **_ema(use_ema, ema_momentum, ema_overwrite_frequency), **kwargs,
         )
 
     def _torch_kwargs(self) -> dict[str, Any]:
@@ -173,6 +194,9 @@ class Adagrad(Optimizer):
         initial_accumulator_value: float = 0.1,
         epsilon: float = 1e-7,
         weight_decay: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -180,7 +204,7 @@ class Adagrad(Optimizer):
             weight_decay=weight_decay,
             epsilon=epsilon,
             initial_accumulator_value=initial_accumulator_value,
-            **kwargs,
+            **_ema(use_ema, ema_momentum, ema_overwrite_frequency), **kwargs,
         )
 
     def _torch_kwargs(self) -> dict[str, Any]:
@@ -198,9 +222,13 @@ class Adadelta(Optimizer):
         rho: float = 0.95,
         epsilon: float = 1e-7,
         weight_decay: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(learning_rate, weight_decay=weight_decay, rho=rho, epsilon=epsilon, **kwargs)
+        super().__init__(learning_rate, weight_decay=weight_decay, rho=rho, epsilon=epsilon,
+                         **_ema(use_ema, ema_momentum, ema_overwrite_frequency), **kwargs)
 
     def _torch_kwargs(self) -> dict[str, Any]:
         return {"rho": self.rho, "eps": self.epsilon}
@@ -218,10 +246,14 @@ class Adamax(Optimizer):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         weight_decay: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            learning_rate, weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs
+            learning_rate, weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            **_ema(use_ema, ema_momentum, ema_overwrite_frequency), **kwargs
         )
 
     def _torch_kwargs(self) -> dict[str, Any]:
@@ -240,10 +272,14 @@ class Nadam(Optimizer):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         weight_decay: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            learning_rate, weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs
+            learning_rate, weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            **_ema(use_ema, ema_momentum, ema_overwrite_frequency), **kwargs
         )
 
     def _torch_kwargs(self) -> dict[str, Any]:
