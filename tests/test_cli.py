@@ -14,7 +14,7 @@ def test_demo_runs_and_reports_test_accuracy(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Train on 1,079 samples, validate on 359" in out
     assert "batch 128 -> 9 iterations/epoch" in out
-    assert "Test on 359 samples" in out
+    assert "split 1,079 train / 359 validation / 359 test" in out and "Test on the 359 held-out samples" in out
     accuracy = float(out.split("accuracy ")[-1].split()[0])
     assert accuracy > 0.5
     assert (tmp_path / "demo-weights.safetensors").exists()

@@ -99,7 +99,7 @@ def test_mnist_mlp_on_mnist(runs):
     run = runs["mnist_mlp_on_mnist"]
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "== MNIST: 1,000 training, 5,000 validation, 500 test images" in run.stdout
-    assert "Train on 1,000 samples, validate on 5,000 | batch 5,000 -> 1 iterations/epoch" in run.stdout
+    assert "Train on 1,000 samples, validate on 5,000 | batch 5,000 -> 1 iteration/epoch" in run.stdout
     assert re.search(r"^\s+32\s+32\s+64\s", run.stdout, re.M)  # ceil(1,000 / 32) = 32 per epoch
 
 

@@ -240,3 +240,19 @@ def test_integer_x_into_a_module_that_takes_integers_trains():
     x, y = pixels().astype("int64"), np.zeros(16, dtype="int64")
     history = model.fit(x, y, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_fit_prints_which_inputs_are_read_per_batch(tmp_path, capsys):
+    import torch
+
+    import epochwise as ew
+
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(40, 4)))  # float64 on disk
+    x = np.load(path, mmap_mode="r")
+    y = np.random.default_rng(1).integers(0, 3, 40)
+    model = ew.Model(torch.nn.Linear(4, 3), device="cpu")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=2)
+    plan = capsys.readouterr().out.splitlines()
+    assert plan[1].startswith("  x: memory-mapped (") and plan[1].endswith("read per batch, float64 -> float32 per batch")

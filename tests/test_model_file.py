@@ -212,3 +212,27 @@ def test_compile_false_loads_the_weights_only(tmp_path):
     assert_close_weights(again, model, tol=0)
     with pytest.raises(TypeError, match="custom_objects must be a dict"):
         ew.load_model(tmp_path / "m.pt", module=Net(), custom_objects=[my_loss])
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(3, 1), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.a(x), self.b(x)
+
+
+def test_several_outputs_keep_their_losses_weights_and_metrics(tmp_path):
+    x, _ = make_regression(20)
+    y = (x[:, :1] * 2, x[:, 1:])
+    model = ew.Model(TwoOutputs(), device="cpu")
+    model.compile("adam", loss=["mse", ew.losses.Huber(delta=0.5)], loss_weights=[1.0, 0.25], metrics=[["mae"], []])
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(tmp_path / "m.pt")
+    stored = torch.load(tmp_path / "m.pt", weights_only=True)["compile"]
+    assert stored["loss_weights"] == [1.0, 0.25] and stored["metrics"] == [["mae"], []]
+    again = ew.load_model(tmp_path / "m.pt", module=TwoOutputs(), device="cpu")
+    assert again.metrics_names == model.metrics_names
+    assert again.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)

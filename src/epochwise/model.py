@@ -292,7 +292,8 @@ class Model:
         if level and distributed.is_main_process():
             print(_report.run_plan(n_train=data.n_train, n_val=data.n_val, batch_size=data.batch_size, steps=steps,
                                    epochs=data.epochs, initial_epoch=data.initial_epoch, device=self._device_text(),
-                                   loss=self._loss_text(), steps_given=steps_per_epoch is not None), flush=True)
+                                   loss=self._loss_text(), steps_given=steps_per_epoch is not None,
+                                   inputs=data.storage), flush=True)
             if self.optimizer.use_ema:
                 print(f"  {self.optimizer.ema_note()}", flush=True)
         if seed is not None or self.seed is not None:
@@ -452,8 +453,9 @@ class Model:
             self.module.train(was_training)
         if return_dict:
             return logs
-        values = [logs[k] for k in self.metrics_names if k in logs]
-        return values[0] if len(values) == 1 else values  # E4
+        order = [n for n in self.metrics_names if n in logs] + sorted(k for k in logs if k not in self.metrics_names)
+        values = [logs[k] for k in order]
+        return values[0] if len(values) == 1 else values  # E4, as evaluate
 
     # --- weights ------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, torch.Tensor]:

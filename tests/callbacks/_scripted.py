@@ -236,7 +236,7 @@ def _read_back(path: Path, name: str) -> tuple[str, str, dict | None]:
         fresh.load_weights(path)
         return ("save_weights", name, None)
     try:
-        return ("save", name, fresh.load(path))
+        return ("save", name, fresh.load(path, compile=False))
     except ValueError:  # "holds weights only"
         fresh.load_weights(path)
         return ("save_weights", name, None)
