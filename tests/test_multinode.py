@@ -103,8 +103,11 @@ def test_a_backup_written_on_one_node_resumes_on_both(tmp_path, four_ranks):
     two_nodes(tmp_path / "d", "--mode", "resume", "--folder", str(backup), "--batch-size", "4")
     resumed = ranks(tmp_path / "d")
     assert all(r["weights"] == resumed[0]["weights"] for r in resumed)  # every rank of both nodes
-    # continued from rank 0's backup and ends where the uninterrupted 4-rank run ends: the same History,
-    # and weights equal to the last bits gloo's 4-rank sums leave free (measured: up to 1.5e-8)
-    assert resumed[0]["history"] == four_ranks[0]["history"]
+    # continued from rank 0's backup and ends where the uninterrupted 4-rank run ends: the same History
+    # and weights, to the last bits gloo's 4-rank sums leave free (their order varies from run to run;
+    # measured: up to 1.5e-8 in the weights, 2.3e-8 in a val_loss)
+    assert resumed[0]["history"].keys() == four_ranks[0]["history"].keys()
+    for key, value in four_ranks[0]["history"].items():
+        assert close(resumed[0]["history"][key], value, 1e-7), key
     for key, value in four_ranks[0]["weights"].items():
         assert close(resumed[0]["weights"][key], value, 1e-7), key

@@ -6,6 +6,7 @@ checked against the History fit returned.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -217,7 +218,7 @@ def test_backup_and_restore_resumes_the_pruning_state(tmp_path):
 def test_under_torchrun_rank_zero_decides_and_every_rank_stops(monkeypatch):
     """Rank 0 then rank 1 of a 2-process run, simulated in this process: the broadcast hands rank 1 what
     rank 0 sent. Rank 1 holds no trial and stops where rank 0 pruned; both join the same collectives,
-    in the same order, so neither waits forever. (A real 2-process torchrun run behaves the same.)"""
+    in the same order, so neither waits forever. The real 2-process run is the test after this one."""
     sent: list[int] = []
 
     def rank0_broadcast(value):
@@ -249,3 +250,18 @@ def test_under_torchrun_rank_zero_decides_and_every_rank_stops(monkeypatch):
     monkeypatch.setattr(ew.distributed, "broadcast_int", lambda value: 2)  # rank 0 rejected its arguments
     with pytest.raises(ValueError, match="rank 0 rejected its trial or monitor"):
         fit(net(), [OptunaPruning(None)], epochs=1)
+
+
+def test_a_real_two_process_run_stops_both_ranks_where_rank_zero_pruned(tmp_path):
+    """torchrun, 2 processes on gloo: rank 0 reports to its trial, rank 1 has none; both stop at epoch 2."""
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           str(ROOT / "tests" / "distributed" / "optuna_script.py"), "--out", str(out)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rank0, rank1 = (json.loads(Path(f"{out}.{r}.json").read_text()) for r in (0, 1))
+    assert rank0["epoch"] == rank1["epoch"] == [0, 1]  # 8 planned; pruned at the second report
+    assert rank0["pruned"] and rank1["pruned"] and rank0["pruned_epoch"] == rank1["pruned_epoch"] == 1
+    assert rank1["reported"] is None  # only rank 0 reports
+    assert rank0["reported"] == {str(k): v for k, v in enumerate(rank0["val_loss"])}
+    assert rank1["val_loss"] == rank0["val_loss"]  # validation is reduced over both ranks
