@@ -83,6 +83,35 @@ def test_return_values_are_that_batch_alone_against_torch():  # P5, E4
     assert isinstance(only_loss.test_on_batch(*BATCHES[0]), float)
 
 
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(4, 1), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.a(x), self.b(x)
+
+
+@pytest.mark.parametrize("metrics", [None, [["mae"], ["mae"]]])
+def test_one_named_loss_applies_to_each_output_as_in_fit(metrics):  # G5: the loss is applied per output
+    targets = [X[:, :1] * 2, X[:, 1:2] - 1]
+    fitted, single = (ew.Model(TwoHeads(), device="cpu") for _ in range(2))
+    for m in (fitted, single):
+        m.compile(optimizer="sgd", loss="mse", metrics=metrics)
+    history = fitted.fit(X, targets, batch_size=len(X), epochs=1, shuffle=False, verbose=0)
+    logs = single.train_on_batch(X, targets, return_dict=True)
+    assert logs == {k: v[0] for k, v in history.history.items()}
+    assert logs["loss"] == pytest.approx(logs["output_0_loss"] + logs["output_1_loss"])
+    with torch.no_grad():
+        fresh = TwoHeads()
+        first = F.mse_loss(fresh(torch.from_numpy(X))[0], torch.from_numpy(targets[0])).item()
+    assert logs["output_0_loss"] == pytest.approx(first)  # the step's loss: the weights before the update
+    assert_same_weights(fitted, single)
+    assert single.test_on_batch(X, targets, return_dict=True) == fitted.evaluate(X, targets, batch_size=len(X),
+                                                                                 verbose=0, return_dict=True)
+
+
 def test_test_on_batch_changes_nothing():
     m = model()
     before = {k: v.clone() for k, v in m.module.state_dict().items()}

@@ -117,6 +117,17 @@ def test_shapes_seen_by_fit_are_used_arrays_and_dataloader():
     assert "(None, 3, 4)" in lines[-1] and "fit" in lines[-1]
 
 
+@pytest.mark.parametrize("call", ["train_on_batch", "test_on_batch", "predict_on_batch"])
+def test_shapes_seen_by_the_single_batch_calls_are_used(call):
+    model = ew.Model(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), device="cpu")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.random.rand(5, 3, 4).astype("float32"), np.random.randint(0, 3, 5)
+    getattr(model, call)(x) if call == "predict_on_batch" else getattr(model, call)(x, y)
+    lines = lines_of(model)
+    assert [r[1] for r in table_rows(lines)] == ["(None, 12)", "(None, 3)"]
+    assert "(None, 3, 4)" in lines[-1] and call in lines[-1]
+
+
 def test_batchnorm_running_stats_count_as_non_trainable_like_keras():
     # Keras: Dense(4) on 8 inputs + BatchNormalization -> Total 52, Trainable 44, Non-trainable 8
     module = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4))

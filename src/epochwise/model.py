@@ -428,6 +428,9 @@ class Model:
                 raise ValueError("class_weight works with a single target array; use sample_weight for several outputs")
             arrays.sample_weight = _data.class_weights_to_sample_weights(arrays.y, class_weight)
         arrays = arrays.to(self.device)
+        _summary.record_batch(self, arrays.x, call)  # for summary() and export(), as fit's inputs
+        if targets:
+            self._bind_targets(arrays.y)  # one loss, one target per output: the loss applies to each, as in fit
         check = None
         if targets and getattr(self, "_batch_checked", None) is not self._settings:
             self._batch_checked = self._settings

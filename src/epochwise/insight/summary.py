@@ -25,7 +25,7 @@ from ..data.sources import SourceBatches
 from ..data.structures import is_array_leaf, to_tensor
 from ..engine.step import call_module
 
-__all__ = ["summary", "record_inputs", "example_batch", "input_text", "resized", "inference_pass", "nested_map", "nested_leaves",
+__all__ = ["summary", "record_inputs", "record_batch", "example_batch", "input_text", "resized", "inference_pass", "nested_map", "nested_leaves",
            "shape_text", "readable_size", "count_weights"]
 
 
@@ -86,6 +86,11 @@ def record_inputs(model: Any, batches: Any, call: str) -> None:
                 inspect(x, y, sw)
 
         source.inspect = remember
+
+
+def record_batch(model: Any, x: Any, call: str) -> None:
+    """The same for one batch given directly (train_on_batch, test_on_batch, predict_on_batch)."""
+    model._input_spec = (_spec_of(x), call)
 
 
 _SHAPE_HELP = ("one sample's shape without the batch dimension, e.g. (28, 28); a list of shapes for a module "
