@@ -9,6 +9,7 @@ ratios in the raw figures.
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -166,3 +167,36 @@ def test_pair_ratios_divide_by_the_neighbouring_floor_runs():
     assert report.fit_ratios(pair) == [2.0 / 1.5, 3.0 / 3.0]  # the warm-up epoch is left out
     assert report.pair_ratios(pair, "evaluate") == [3.0 / 2.0, 6.0 / 4.0]
     assert report.quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0)
+
+
+# --- the GPU list (benchmarks/gpu_list.sh), checked here on the CPU -------------------------------
+def test_gpu_list_script_parses():
+    proc = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_list.sh")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_gpu_list_torchrun_check_compares_a_real_torchrun_run_with_one_process(tmp_path):
+    """The script's torchrun stage on the CPU (gloo instead of NCCL): one torchrun process with a process
+    group the script opened ends exactly as one plain process, and the comparison says so."""
+    script = str(ROOT / "tests" / "distributed" / "ddp_script.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, script, "--out", str(tmp_path / "single"), "--batch-size", "8"],
+                            capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1", script,
+                          "--out", str(tmp_path / "run"), "--batch-size", "8", "--init-group"],
+                         capture_output=True, text=True, timeout=180, env=env)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    compare = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_compare.py"),
+                              str(tmp_path / "single.0.json"), str(tmp_path / "run.0.json")],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert compare.returncode == 0, compare.stdout
+    assert "backend gloo, world 1" in compare.stdout
+    assert "weights: 147 values, largest difference from one process 0.00e+00" in compare.stdout
+    record = json.loads((tmp_path / "run.0.json").read_text())
+    record["weights"][next(iter(record["weights"]))][0][0] += 1e-3  # a real difference is reported and fails
+    (tmp_path / "run.0.json").write_text(json.dumps(record))
+    compare = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_compare.py"),
+                              str(tmp_path / "single.0.json"), str(tmp_path / "run.0.json")],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert compare.returncode == 1 and "largest difference from one process 1.00e-03" in compare.stdout

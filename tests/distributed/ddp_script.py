@@ -74,12 +74,17 @@ def main() -> None:
     parser.add_argument("--roundtrip", action="store_true", help="files mode: reload the saved files on every rank")
     parser.add_argument("--val-batch", type=int, default=None, help="5: 3 validation batches on rank 0, 2 on rank 1")
     parser.add_argument("--eval-first", action="store_true", help="evaluate 3 samples one by one before fit")
+    parser.add_argument("--device", default="cpu", help="cuda: on the GPU (NCCL under torchrun)")
+    parser.add_argument("--init-group", action="store_true",
+                        help="open the process group here (NCCL on a GPU), as a script may, even for one process")
     parser.add_argument("--tiny-eval", action="store_true", help="after fit, evaluate and predict 1 sample (a rank gets none)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.init_group and "RANK" in os.environ:
+        torch.distributed.init_process_group(backend="nccl" if args.device.startswith("cuda") else "gloo")
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3)) if args.net == "mlp" else Blocks()
-    model = ew.Model(net, device="cpu", seed=4)
+    model = ew.Model(net, device=args.device, seed=4)
     clip = {"global_clipnorm": args.clip, "clipnorm": args.clipnorm}
     optimizer = {"sgd": lambda: ew.optimizers.SGD(learning_rate=0.1, **clip),
                  "momentum": lambda: ew.optimizers.SGD(learning_rate=0.1, momentum=0.9, **clip),
@@ -158,10 +163,14 @@ def main() -> None:
         "epoch": history.epoch, "evaluate": evaluate_dict(evaluation), "prediction": prediction.tolist(),
         "weights": {k: v.tolist() for k, v in weights.items()}, "writes": writes,
         "module_type": type(model.module).__name__, "keys": list(weights), "same_module": model.module is net,
-        "sharded": distributed.is_sharded(model.module), **extra,
+        "sharded": distributed.is_sharded(model.module), "device": str(model.device),
+        "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None, **extra,
     }
     with open(f"{args.out}.{distributed.rank()}.json", "w") as fh:
         json.dump(record, fh)
+    if args.init_group and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def evaluate_dict(d):
