@@ -26,9 +26,10 @@ __all__ = ["FORMATS", "export"]
 
 FORMATS = ("torch", "onnx")
 _KERAS_ONLY = {"tf_saved_model": "TensorFlow", "litert": "TensorFlow Lite", "openvino": "OpenVINO"}
-_NEEDS_SHAPES = ("export() needs the inputs' shapes: pass input_signature=(28, 28) (one sample's shape, without the "
-                 "batch dimension; a list of shapes for several inputs, a dict for keyword inputs), example=a batch "
-                 "of inputs (for integer inputs, e.g. token ids), or call fit / evaluate / predict first")
+_NEEDS_SHAPES = ("export() needs the inputs' shapes: pass input_signature= with one sample's shape, without the "
+                 "batch dimension (e.g. input_signature=(28, 28) for 28x28 images; a list of shapes for several "
+                 "inputs, a dict for keyword inputs), example=a batch of inputs (for integer inputs, e.g. token "
+                 "ids), or call fit / evaluate / predict first")
 
 
 def _check_format(format: Any, path: Path) -> str:
