@@ -76,12 +76,12 @@ def record_inputs(model: Any, batches: Any, call: str) -> None:
     first-batch inspection the source already runs once)."""
     source = getattr(batches, "batches", batches)
     if isinstance(source, ArrayBatches):
-        model._input_spec = (_spec_of(source.data.x), call)
+        record_batch(model, source.data.x, call)
     elif isinstance(source, SourceBatches):
         inspect = source.inspect
 
         def remember(x: Any, y: Any, sw: Any) -> None:
-            model._input_spec = (_spec_of(x), call)
+            record_batch(model, x, call)
             if inspect is not None:
                 inspect(x, y, sw)
 
@@ -89,7 +89,8 @@ def record_inputs(model: Any, batches: Any, call: str) -> None:
 
 
 def record_batch(model: Any, x: Any, call: str) -> None:
-    """The same for one batch given directly (train_on_batch, test_on_batch, predict_on_batch)."""
+    """Remember the per-sample shapes and dtypes of inputs ``x`` (arrays, or one batch given directly to
+    train_on_batch, test_on_batch or predict_on_batch)."""
     model._input_spec = (_spec_of(x), call)
 
 
