@@ -66,7 +66,6 @@ def assert_same_weights(a: ew.Model, b: ew.Model) -> None:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
 
 
-@pytest.mark.skipif(not PROC_STATUS.exists(), reason="RssAnon is read from /proc (Linux)")
 def assert_same_history(a: dict, b: dict, tol: float = 1e-6) -> None:
     """Key by key (pytest.approx takes no dict of lists since pytest 9.1)."""
     assert a.keys() == b.keys()
@@ -74,6 +73,7 @@ def assert_same_history(a: dict, b: dict, tol: float = 1e-6) -> None:
         assert a[key] == pytest.approx(b[key], abs=tol), key
 
 
+@pytest.mark.skipif(not PROC_STATUS.exists(), reason="RssAnon is read from /proc (Linux)")
 def test_fit_on_a_memory_map_does_not_copy_it_and_trains_the_same_weights(tmp_path):
     """A 64 MB memory-mapped x, shuffled, with validation_split: anonymous memory grows far less than the
     file during fit and evaluate, and the weights equal those of the same data in memory."""
